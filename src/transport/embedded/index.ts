@@ -1,0 +1,9 @@
+import { EmbeddedTransport, type EmbeddedTransportOptions } from './embedded.ts';
+
+export { DEFAULT_EMBEDDED_PATH, EmbeddedProducer, EmbeddedTransport, type EmbeddedTransportOptions } from './embedded.ts';
+export { EmbeddedConsumer } from './consumer.ts';
+
+/** Opens (creating if needed) an embedded broker file. */
+export async function openEmbeddedTransport(options: EmbeddedTransportOptions = {}): Promise<EmbeddedTransport> {
+  return new EmbeddedTransport(options);
+}
