@@ -1,5 +1,5 @@
-import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../errors.ts';
 import { decodeHeaders } from '../headers.ts';
@@ -63,10 +63,16 @@ export class EmbeddedConsumer implements Consumer {
 
   constructor(transport: EmbeddedTransport, options: ConsumerOptions) {
     if (typeof options.groupId !== 'string' || options.groupId.length === 0) {
-      throw new SluiceError('SLUICE_CONFIG_INVALID', 'A consumer needs a groupId (a non-empty string). Set options.groupId.');
+      throw new SluiceError(
+        'SLUICE_CONFIG_INVALID',
+        'A consumer needs a groupId (a non-empty string). Set options.groupId.',
+      );
     }
     if (!Array.isArray(options.topics) || options.topics.length === 0) {
-      throw new SluiceError('SLUICE_CONFIG_INVALID', 'A consumer needs at least one topic. Set options.topics.');
+      throw new SluiceError(
+        'SLUICE_CONFIG_INVALID',
+        'A consumer needs at least one topic. Set options.topics.',
+      );
     }
     this.transport = transport;
     this.options = options;
@@ -74,7 +80,8 @@ export class EmbeddedConsumer implements Consumer {
     this.topics = [...new Set(options.topics)].sort();
     this.memberId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? transport.sessionTimeoutMs;
-    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.min(3000, Math.max(50, this.sessionTimeoutMs / 3));
+    this.heartbeatIntervalMs =
+      options.heartbeatIntervalMs ?? Math.min(3000, Math.max(50, this.sessionTimeoutMs / 3));
     this.maxPollRecords = options.maxPollRecords ?? 500;
     if (!(this.heartbeatIntervalMs < this.sessionTimeoutMs)) {
       throw new SluiceError(
@@ -156,7 +163,9 @@ export class EmbeddedConsumer implements Consumer {
         .stmt('SELECT member_id, topics FROM members WHERE group_id = ? ORDER BY member_id')
         .all(g) as Array<{ member_id: string; topics: string }>;
       const owners = new Map<string, string>();
-      for (const o of store.stmt('SELECT topic, partition, member_id FROM owners WHERE group_id = ?').all(g) as Array<{
+      for (const o of store
+        .stmt('SELECT topic, partition, member_id FROM owners WHERE group_id = ?')
+        .all(g) as Array<{
         topic: string;
         partition: number;
         member_id: string;
@@ -172,7 +181,9 @@ export class EmbeddedConsumer implements Consumer {
       const wanted = new Set<string>();
       for (const topic of this.topics) {
         const row = this.transport.requireTopicSync(topic, this.options.autoCreateTopics ?? false);
-        const subscribers = members.filter((m) => (JSON.parse(m.topics) as string[]).includes(topic)).map((m) => m.member_id);
+        const subscribers = members
+          .filter((m) => (JSON.parse(m.topics) as string[]).includes(topic))
+          .map((m) => m.member_id);
         for (let p = 0; p < row.partitions; p++) {
           const k = tpKey(topic, p);
           const desired = subscribers[p % subscribers.length];
@@ -231,7 +242,9 @@ export class EmbeddedConsumer implements Consumer {
     const store = this.transport.store;
     if (!store.db.isOpen) return;
     store.write(() => {
-      const del = store.stmt('DELETE FROM owners WHERE group_id = ? AND topic = ? AND partition = ? AND member_id = ?');
+      const del = store.stmt(
+        'DELETE FROM owners WHERE group_id = ? AND topic = ? AND partition = ? AND member_id = ?',
+      );
       for (const p of partitions) del.run(this.groupId, p.topic, p.partition, this.memberId);
     });
   }
@@ -239,8 +252,12 @@ export class EmbeddedConsumer implements Consumer {
   private initPositions(claim: Array<{ topic: string; partition: number; tid: number }>): TopicPartition[] {
     const store = this.transport.store;
     const start = this.options.start ?? 'committed';
-    const committed = store.stmt('SELECT offset FROM group_offsets WHERE group_id = ? AND topic = ? AND partition = ?');
-    const bounds = store.stmt('SELECT start_offset, end_offset FROM partitions WHERE tid = ? AND partition = ?');
+    const committed = store.stmt(
+      'SELECT offset FROM group_offsets WHERE group_id = ? AND topic = ? AND partition = ?',
+    );
+    const bounds = store.stmt(
+      'SELECT start_offset, end_offset FROM partitions WHERE tid = ? AND partition = ?',
+    );
     const out: TopicPartition[] = [];
     for (const c of claim) {
       const b = bounds.get(c.tid, c.partition) as { start_offset: number; end_offset: number };
@@ -254,7 +271,8 @@ export class EmbeddedConsumer implements Consumer {
       }
       if (pos === undefined) {
         const row = committed.get(this.groupId, c.topic, c.partition) as { offset: number } | undefined;
-        pos = row?.offset ?? ((this.options.resetTo ?? 'earliest') === 'latest' ? b.end_offset : b.start_offset);
+        pos =
+          row?.offset ?? ((this.options.resetTo ?? 'earliest') === 'latest' ? b.end_offset : b.start_offset);
       }
       this.assigned.set(tpKey(c.topic, c.partition), {
         topic: c.topic,
@@ -272,7 +290,10 @@ export class EmbeddedConsumer implements Consumer {
 
   private checkUsable(): void {
     if (this.closed) {
-      throw new SluiceError('SLUICE_CLOSED', `Consumer ${this.memberId} of group ${this.groupId} is closed. Make a new consumer.`);
+      throw new SluiceError(
+        'SLUICE_CLOSED',
+        `Consumer ${this.memberId} of group ${this.groupId} is closed. Make a new consumer.`,
+      );
     }
     if (this.failure !== undefined) {
       const f = this.failure;
@@ -408,7 +429,12 @@ export class EmbeddedConsumer implements Consumer {
     await this.ensureJoined();
     this.checkUsable();
     const list =
-      offsets ?? [...this.assigned.values()].map((a) => ({ topic: a.topic, partition: a.partition, offset: a.position }));
+      offsets ??
+      [...this.assigned.values()].map((a) => ({
+        topic: a.topic,
+        partition: a.partition,
+        offset: a.position,
+      }));
     if (list.length === 0) return;
     const now = Date.now();
     this.transport.store.write(() => this.transport.commitSync(this.groupId, this.memberId, list, now));
@@ -428,7 +454,9 @@ export class EmbeddedConsumer implements Consumer {
       'SELECT offset FROM group_offsets WHERE group_id = ? AND topic = ? AND partition = ?',
     );
     return this.transport.store.read(() =>
-      partitions.map((p) => (s.get(this.groupId, p.topic, p.partition) as { offset: number } | undefined)?.offset),
+      partitions.map(
+        (p) => (s.get(this.groupId, p.topic, p.partition) as { offset: number } | undefined)?.offset,
+      ),
     );
   }
 
@@ -484,7 +512,9 @@ export class EmbeddedConsumer implements Consumer {
     }
     a.fetch = position.offset;
     a.position = position.offset;
-    this.pending = this.pending.filter((r) => !(r.topic === position.topic && r.partition === position.partition));
+    this.pending = this.pending.filter(
+      (r) => !(r.topic === position.topic && r.partition === position.partition),
+    );
   }
 
   close(): Promise<void> {
@@ -512,8 +542,12 @@ export class EmbeddedConsumer implements Consumer {
       this.pending = [];
       if (store.db.isOpen && this.joined !== undefined) {
         store.write(() => {
-          store.stmt('DELETE FROM owners WHERE group_id = ? AND member_id = ?').run(this.groupId, this.memberId);
-          store.stmt('DELETE FROM members WHERE group_id = ? AND member_id = ?').run(this.groupId, this.memberId);
+          store
+            .stmt('DELETE FROM owners WHERE group_id = ? AND member_id = ?')
+            .run(this.groupId, this.memberId);
+          store
+            .stmt('DELETE FROM members WHERE group_id = ? AND member_id = ?')
+            .run(this.groupId, this.memberId);
         });
       }
       this.transport.untrack(this);

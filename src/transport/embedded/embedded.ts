@@ -7,9 +7,9 @@ import type {
   GroupDescription,
   GroupMember,
   GroupOffset,
+  ProduceRecord,
   Producer,
   ProducerOptions,
-  ProduceRecord,
   RecordMetadata,
   TopicDescription,
   TopicPartitionOffset,
@@ -106,7 +106,10 @@ export class EmbeddedTransport implements Transport {
 
   checkOpen(): void {
     if (this.closed) {
-      throw new SluiceError('SLUICE_CLOSED', 'The embedded transport is closed. Open a new one to keep working.');
+      throw new SluiceError(
+        'SLUICE_CLOSED',
+        'The embedded transport is closed. Open a new one to keep working.',
+      );
     }
   }
 
@@ -132,7 +135,10 @@ export class EmbeddedTransport implements Transport {
       ['retentionBytes', spec.retentionBytes],
     ] as const) {
       if (v !== undefined && (!Number.isInteger(v) || v < 0)) {
-        throw new SluiceError('SLUICE_CONFIG_INVALID', `Invalid ${k} ${v} for topic ${spec.name}: give a whole number ≥ 0.`);
+        throw new SluiceError(
+          'SLUICE_CONFIG_INVALID',
+          `Invalid ${k} ${v} for topic ${spec.name}: give a whole number ≥ 0.`,
+        );
       }
     }
     const existing = this.store.stmt('SELECT tid FROM topics WHERE name = ?').get(spec.name);
@@ -192,7 +198,9 @@ export class EmbeddedTransport implements Transport {
   async listTopics(): Promise<string[]> {
     this.checkOpen();
     return this.store.read(() =>
-      (this.store.stmt('SELECT name FROM topics ORDER BY name').all() as Array<{ name: string }>).map((r) => r.name),
+      (this.store.stmt('SELECT name FROM topics ORDER BY name').all() as Array<{ name: string }>).map(
+        (r) => r.name,
+      ),
     );
   }
 
@@ -206,7 +214,11 @@ export class EmbeddedTransport implements Transport {
         .all(row.tid) as Array<{ partition: number; start_offset: number; end_offset: number }>;
       const d: TopicDescription = {
         name,
-        partitions: parts.map((p) => ({ partition: p.partition, startOffset: p.start_offset, endOffset: p.end_offset })),
+        partitions: parts.map((p) => ({
+          partition: p.partition,
+          startOffset: p.start_offset,
+          endOffset: p.end_offset,
+        })),
       };
       if (row.retention_ms !== null) d.retentionMs = row.retention_ms;
       if (row.retention_bytes !== null) d.retentionBytes = row.retention_bytes;
@@ -246,12 +258,14 @@ export class EmbeddedTransport implements Transport {
           .map((o) => ({ topic: o.topic, partition: o.partition })),
       }));
       const committed = this.store
-        .stmt('SELECT topic, partition, offset FROM group_offsets WHERE group_id = ? ORDER BY topic, partition')
+        .stmt(
+          'SELECT topic, partition, offset FROM group_offsets WHERE group_id = ? ORDER BY topic, partition',
+        )
         .all(groupId) as Array<{ topic: string; partition: number; offset: number }>;
       const byTopic = new Map<string, Map<number, number>>();
       for (const c of committed) {
-        let m = byTopic.get(c.topic);
-        if (m === undefined) byTopic.set(c.topic, (m = new Map()));
+        const m = byTopic.get(c.topic) ?? new Map<number, number>();
+        byTopic.set(c.topic, m);
         m.set(c.partition, c.offset);
       }
       for (const o of owners) if (!byTopic.has(o.topic)) byTopic.set(o.topic, new Map());
@@ -342,7 +356,10 @@ export class EmbeddedTransport implements Transport {
         t = this.requireTopicSync(r.topic, autoCreate);
         into.set(r.topic, t);
       }
-      if (r.partition !== undefined && (!Number.isInteger(r.partition) || r.partition < 0 || r.partition >= t.partitions)) {
+      if (
+        r.partition !== undefined &&
+        (!Number.isInteger(r.partition) || r.partition < 0 || r.partition >= t.partitions)
+      ) {
         throw new SluiceError(
           'SLUICE_PARTITION_UNKNOWN',
           `Topic ${r.topic} has partitions 0-${t.partitions - 1}; a record asked for partition ${r.partition}. ` +
@@ -355,7 +372,9 @@ export class EmbeddedTransport implements Transport {
 
   /** Commits group offsets inside the current write transaction; the member must own each partition. */
   commitSync(groupId: string, memberId: string, offsets: TopicPartitionOffset[], now: number): void {
-    const owner = this.store.stmt('SELECT member_id FROM owners WHERE group_id = ? AND topic = ? AND partition = ?');
+    const owner = this.store.stmt(
+      'SELECT member_id FROM owners WHERE group_id = ? AND topic = ? AND partition = ?',
+    );
     const upsert = this.store.stmt(
       'INSERT INTO group_offsets (group_id, topic, partition, offset, committed_at) VALUES (?, ?, ?, ?, ?) ' +
         'ON CONFLICT (group_id, topic, partition) DO UPDATE SET offset = excluded.offset, committed_at = excluded.committed_at',
@@ -387,7 +406,9 @@ export class EmbeddedTransport implements Transport {
     if (!force && now - this.lastRetention < 1000) return;
     this.lastRetention = now;
     const topics = this.store
-      .stmt('SELECT tid, retention_ms, retention_bytes FROM topics WHERE retention_ms IS NOT NULL OR retention_bytes IS NOT NULL')
+      .stmt(
+        'SELECT tid, retention_ms, retention_bytes FROM topics WHERE retention_ms IS NOT NULL OR retention_bytes IS NOT NULL',
+      )
       .all() as Array<{ tid: number; retention_ms: number | null; retention_bytes: number | null }>;
     if (topics.length === 0) return;
     this.store.write(() => {
@@ -447,7 +468,10 @@ type Picker = (topic: string, key: Buffer | null, partitionCount: number) => num
 
 export function prepareRecord(r: ProduceRecord, now: number): PreparedRecord {
   if (typeof r.topic !== 'string') {
-    throw new SluiceError('SLUICE_CONFIG_INVALID', 'Every record needs a topic (a string). Set record.topic.');
+    throw new SluiceError(
+      'SLUICE_CONFIG_INVALID',
+      'Every record needs a topic (a string). Set record.topic.',
+    );
   }
   return {
     topic: r.topic,
@@ -465,7 +489,6 @@ export class EmbeddedProducer implements Producer {
   private readonly pick: Picker;
   private queue: PendingSend[] = [];
   private scheduled = false;
-  private inflight: Promise<void> = Promise.resolve();
   private closed = false;
 
   constructor(transport: EmbeddedTransport, options: ProducerOptions) {
@@ -476,7 +499,11 @@ export class EmbeddedProducer implements Producer {
 
   private checkOpen(): void {
     this.transport.checkOpen();
-    if (this.closed) throw new SluiceError('SLUICE_CLOSED', 'This producer is closed. Make a new one with transport.producer().');
+    if (this.closed)
+      throw new SluiceError(
+        'SLUICE_CLOSED',
+        'This producer is closed. Make a new one with transport.producer().',
+      );
   }
 
   /**
@@ -507,6 +534,7 @@ export class EmbeddedProducer implements Producer {
     if (batch.length === 0) return;
     const topics = new Map<string, TopicRow>();
     const accepted: PendingSend[] = [];
+    const rejected = new Set<PendingSend>();
     const results: RecordMetadata[][] = [];
     try {
       this.transport.store.write(() => {
@@ -515,13 +543,15 @@ export class EmbeddedProducer implements Producer {
             this.transport.resolveTopicsSync(send.records, this.autoCreate, topics);
             accepted.push(send);
           } catch (err) {
+            rejected.add(send);
             send.reject(err);
           }
         }
         for (const send of accepted) results.push(this.transport.appendSync(send.records, topics, this.pick));
       });
     } catch (err) {
-      for (const send of accepted) send.reject(err);
+      // nothing of the transaction was written: every send not already rejected fails with the cause
+      for (const send of batch) if (!rejected.has(send)) send.reject(err);
       return;
     }
     accepted.forEach((send, i) => {
@@ -562,11 +592,9 @@ export class EmbeddedProducer implements Producer {
     return meta;
   }
 
+  /** Sends are written on the next turn of the event loop; waiting one turn writes everything queued. */
   async flush(): Promise<void> {
-    if (this.queue.length > 0) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    await this.inflight;
+    if (this.queue.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   async close(): Promise<void> {

@@ -98,7 +98,10 @@ export function storageError(path: string, err: unknown): SluiceError {
       { cause: err, canRetry: true, details: { path } },
     );
   }
-  return new SluiceError('SLUICE_TRANSPORT', `Embedded broker ${path}: ${msg}`, { cause: err, details: { path } });
+  return new SluiceError('SLUICE_TRANSPORT', `Embedded broker ${path}: ${msg}`, {
+    cause: err,
+    details: { path },
+  });
 }
 
 export class Store {
@@ -125,7 +128,9 @@ export class Store {
       this.db.exec('PRAGMA foreign_keys = OFF');
       this.write(() => {
         this.db.exec(SCHEMA);
-        const row = this.stmt('SELECT value FROM meta WHERE key = ?').get('schema') as { value: string } | undefined;
+        const row = this.stmt('SELECT value FROM meta WHERE key = ?').get('schema') as
+          | { value: string }
+          | undefined;
         if (row === undefined) {
           this.stmt('INSERT INTO meta (key, value) VALUES (?, ?)').run('schema', SCHEMA_VERSION);
         } else if (row.value !== SCHEMA_VERSION) {
@@ -197,9 +202,9 @@ export class Store {
     }
     let row = this.topicCache.get(name);
     if (row === undefined) {
-      row = this.stmt('SELECT tid, name, partitions, retention_ms, retention_bytes FROM topics WHERE name = ?').get(name) as
-        | TopicRow
-        | undefined;
+      row = this.stmt(
+        'SELECT tid, name, partitions, retention_ms, retention_bytes FROM topics WHERE name = ?',
+      ).get(name) as TopicRow | undefined;
       if (row !== undefined) this.topicCache.set(name, row);
     }
     return row;
