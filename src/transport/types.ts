@@ -60,7 +60,10 @@ export interface ConsumedRecord {
  * - `round-robin`: every record round-robin, key or not;
  * - a function of the key and the partition count.
  */
-export type Partitioner = 'murmur2' | 'round-robin' | ((key: Buffer | null, partitionCount: number) => number);
+export type Partitioner =
+  | 'murmur2'
+  | 'round-robin'
+  | ((key: Buffer | null, partitionCount: number) => number);
 
 export interface ProducerOptions {
   partitioner?: Partitioner;

@@ -51,7 +51,11 @@ export async function readN(consumer: Consumer, want: number, timeoutMs = 60_000
 }
 
 /** Retries `check` until it returns true (or fails with `message` after `timeoutMs`). */
-export async function eventually(check: () => boolean | Promise<boolean>, message: string, timeoutMs = 60_000): Promise<void> {
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  message: string,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
@@ -105,27 +109,34 @@ conformanceCase('produce: unknown topic fails clearly, or is created when asked'
   assert.ok((await tr.listTopics()).includes(topic));
 });
 
-conformanceCase('produce: acknowledgements carry partition and consecutive offsets', async ({ open, name }) => {
-  const tr = await open();
-  const topic = name('ack');
-  await tr.createTopic({ name: topic, partitions: 2 });
-  const p = tr.producer();
-  const meta = await p.send(Array.from({ length: 10 }, (_, i) => ({ topic, value: `v${i}`, partition: i % 2 })));
-  assert.deepEqual(
-    meta.map((m) => [m.partition, m.offset]),
-    Array.from({ length: 10 }, (_, i) => [i % 2, Math.floor(i / 2)]),
-  );
-  const concurrent = await Promise.all(Array.from({ length: 20 }, (_, i) => p.send({ topic, value: `c${i}`, partition: 0 })));
-  assert.deepEqual(
-    concurrent.map((m) => m[0]!.offset).sort((a, b) => a - b),
-    Array.from({ length: 20 }, (_, i) => 5 + i),
-  );
-  const d = await tr.describeTopic(topic);
-  assert.deepEqual(
-    d.partitions.map((x) => x.endOffset),
-    [25, 5],
-  );
-});
+conformanceCase(
+  'produce: acknowledgements carry partition and consecutive offsets',
+  async ({ open, name }) => {
+    const tr = await open();
+    const topic = name('ack');
+    await tr.createTopic({ name: topic, partitions: 2 });
+    const p = tr.producer();
+    const meta = await p.send(
+      Array.from({ length: 10 }, (_, i) => ({ topic, value: `v${i}`, partition: i % 2 })),
+    );
+    assert.deepEqual(
+      meta.map((m) => [m.partition, m.offset]),
+      Array.from({ length: 10 }, (_, i) => [i % 2, Math.floor(i / 2)]),
+    );
+    const concurrent = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => p.send({ topic, value: `c${i}`, partition: 0 })),
+    );
+    assert.deepEqual(
+      concurrent.map((m) => m[0]!.offset).sort((a, b) => a - b),
+      Array.from({ length: 20 }, (_, i) => 5 + i),
+    );
+    const d = await tr.describeTopic(topic);
+    assert.deepEqual(
+      d.partitions.map((x) => x.endOffset),
+      [25, 5],
+    );
+  },
+);
 
 // ---- ordering, keys, bytes -----------------------------------------------------------------------------------------
 
@@ -135,7 +146,13 @@ conformanceCase('ordering per partition', async ({ open, name, consumer }) => {
   await tr.createTopic({ name: topic, partitions: 3 });
   const p = tr.producer();
   for (let batch = 0; batch < 6; batch++) {
-    await p.send(Array.from({ length: 50 }, (_, i) => ({ topic, partition: (batch * 50 + i) % 3, value: `${batch * 50 + i}` })));
+    await p.send(
+      Array.from({ length: 50 }, (_, i) => ({
+        topic,
+        partition: (batch * 50 + i) % 3,
+        value: `${batch * 50 + i}`,
+      })),
+    );
   }
   const c = consumer(tr, { groupId: name('g'), topics: [topic] });
   const got = await readN(c, 300);
@@ -147,7 +164,11 @@ conformanceCase('ordering per partition', async ({ open, name, consumer }) => {
       Array.from({ length: 100 }, (_, i) => i),
     );
     const values = mine.map((r) => Number(str(r.value)));
-    assert.deepEqual(values, [...values].sort((a, b) => a - b), `partition ${part} out of order`);
+    assert.deepEqual(
+      values,
+      [...values].sort((a, b) => a - b),
+      `partition ${part} out of order`,
+    );
   }
 });
 
@@ -157,7 +178,9 @@ conformanceCase('key → partition is Kafka murmur2 and stable', async ({ open, 
   await tr.createTopic({ name: topic, partitions: 5 });
   const keys = Array.from({ length: 40 }, (_, i) => `key-${i}-${'x'.repeat(i % 7)}`);
   const p = tr.producer();
-  const meta = await p.send(keys.flatMap((key) => [0, 1, 2].map((n) => ({ topic, key, value: `${key}#${n}` }))));
+  const meta = await p.send(
+    keys.flatMap((key) => [0, 1, 2].map((n) => ({ topic, key, value: `${key}#${n}` }))),
+  );
   for (let i = 0; i < meta.length; i++) {
     const key = keys[Math.floor(i / 3)]!;
     assert.equal(meta[i]!.partition, partitionForKey(Buffer.from(key), 5), `key ${key}`);
@@ -170,31 +193,42 @@ conformanceCase('key → partition is Kafka murmur2 and stable', async ({ open, 
   // same key, same order within its partition
   for (const key of keys) {
     const seq = got.filter((r) => str(r.key) === key).map((r) => str(r.value));
-    assert.deepEqual(seq, [0, 1, 2].map((n) => `${key}#${n}`));
+    assert.deepEqual(
+      seq,
+      [0, 1, 2].map((n) => `${key}#${n}`),
+    );
   }
 });
 
-conformanceCase('headers, binary keys and values, tombstones round-trip', async ({ open, name, consumer }) => {
-  const tr = await open();
-  const topic = name('bytes');
-  await tr.createTopic({ name: topic, partitions: 1 });
-  const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-  await tr.producer().send([
-    { topic, key: Buffer.from([0, 255, 1]), value: all, headers: { bin: Buffer.from([0, 1, 2, 255]), text: 'héllo' } },
-    { topic, key: 'k', value: null },
-    { topic, key: null, value: Buffer.alloc(0) },
-  ]);
-  const [a, b, c] = await readN(consumer(tr, { groupId: name('g'), topics: [topic] }), 3);
-  assert.deepEqual(a!.key, Buffer.from([0, 255, 1]));
-  assert.deepEqual(a!.value, all);
-  assert.deepEqual(a!.headers.bin, Buffer.from([0, 1, 2, 255]));
-  assert.equal(a!.headers.text!.toString('utf8'), 'héllo');
-  assert.ok(a!.timestamp > 0);
-  assert.equal(str(b!.key), 'k');
-  assert.equal(b!.value, null);
-  assert.equal(c!.key, null);
-  assert.equal(c!.value!.length, 0);
-});
+conformanceCase(
+  'headers, binary keys and values, tombstones round-trip',
+  async ({ open, name, consumer }) => {
+    const tr = await open();
+    const topic = name('bytes');
+    await tr.createTopic({ name: topic, partitions: 1 });
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    await tr.producer().send([
+      {
+        topic,
+        key: Buffer.from([0, 255, 1]),
+        value: all,
+        headers: { bin: Buffer.from([0, 1, 2, 255]), text: 'héllo' },
+      },
+      { topic, key: 'k', value: null },
+      { topic, key: null, value: Buffer.alloc(0) },
+    ]);
+    const [a, b, c] = await readN(consumer(tr, { groupId: name('g'), topics: [topic] }), 3);
+    assert.deepEqual(a!.key, Buffer.from([0, 255, 1]));
+    assert.deepEqual(a!.value, all);
+    assert.deepEqual(a!.headers.bin, Buffer.from([0, 1, 2, 255]));
+    assert.equal(a!.headers.text!.toString('utf8'), 'héllo');
+    assert.ok(a!.timestamp > 0);
+    assert.equal(str(b!.key), 'k');
+    assert.equal(b!.value, null);
+    assert.equal(c!.key, null);
+    assert.equal(c!.value!.length, 0);
+  },
+);
 
 conformanceCase('large values (1 MiB) round-trip', async ({ open, name, consumer }) => {
   const tr = await open();
@@ -213,29 +247,32 @@ conformanceCase('large values (1 MiB) round-trip', async ({ open, name, consumer
 
 // ---- offsets and groups --------------------------------------------------------------------------------------------
 
-conformanceCase('commit, then restart, resumes exactly after the commit', async ({ open, name, consumer }) => {
-  const topic = name('resume');
-  const group = name('g');
-  const tr1 = await open();
-  await tr1.createTopic({ name: topic, partitions: 1 });
-  await tr1.producer().send(Array.from({ length: 10 }, (_, i) => ({ topic, value: `${i}` })));
-  const c1 = consumer(tr1, { groupId: group, topics: [topic] });
-  const first = await readN(c1, 10);
-  assert.deepEqual(
-    first.map((r) => r.offset),
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-  );
-  await c1.commit([{ topic, partition: 0, offset: 4 }]);
-  await c1.close();
-  const tr2 = await open();
-  const c2 = consumer(tr2, { groupId: group, topics: [topic] });
-  const again = await readN(c2, 6);
-  assert.deepEqual(
-    again.map((r) => str(r.value)),
-    ['4', '5', '6', '7', '8', '9'],
-  );
-  assert.deepEqual(await c2.committed([{ topic, partition: 0 }]), [4]);
-});
+conformanceCase(
+  'commit, then restart, resumes exactly after the commit',
+  async ({ open, name, consumer }) => {
+    const topic = name('resume');
+    const group = name('g');
+    const tr1 = await open();
+    await tr1.createTopic({ name: topic, partitions: 1 });
+    await tr1.producer().send(Array.from({ length: 10 }, (_, i) => ({ topic, value: `${i}` })));
+    const c1 = consumer(tr1, { groupId: group, topics: [topic] });
+    const first = await readN(c1, 10);
+    assert.deepEqual(
+      first.map((r) => r.offset),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
+    await c1.commit([{ topic, partition: 0, offset: 4 }]);
+    await c1.close();
+    const tr2 = await open();
+    const c2 = consumer(tr2, { groupId: group, topics: [topic] });
+    const again = await readN(c2, 6);
+    assert.deepEqual(
+      again.map((r) => str(r.value)),
+      ['4', '5', '6', '7', '8', '9'],
+    );
+    assert.deepEqual(await c2.committed([{ topic, partition: 0 }]), [4]);
+  },
+);
 
 conformanceCase('commit() without offsets commits what poll returned', async ({ open, name, consumer }) => {
   const topic = name('autopos');
@@ -265,37 +302,44 @@ conformanceCase('commit() without offsets commits what poll returned', async ({ 
   assert.ok((await tr.listGroups()).includes(group));
 });
 
-conformanceCase('start positions: earliest, latest, explicit offsets, resetTo', async ({ open, name, consumer }) => {
-  const tr = await open();
-  const topic = name('start');
-  await tr.createTopic({ name: topic, partitions: 1 });
-  await tr.producer().send(Array.from({ length: 5 }, (_, i) => ({ topic, value: `${i}` })));
-  const committedGroup = name('g');
-  const c0 = consumer(tr, { groupId: committedGroup, topics: [topic] });
-  await readN(c0, 5);
-  await c0.commit([{ topic, partition: 0, offset: 3 }]);
-  await c0.close();
+conformanceCase(
+  'start positions: earliest, latest, explicit offsets, resetTo',
+  async ({ open, name, consumer }) => {
+    const tr = await open();
+    const topic = name('start');
+    await tr.createTopic({ name: topic, partitions: 1 });
+    await tr.producer().send(Array.from({ length: 5 }, (_, i) => ({ topic, value: `${i}` })));
+    const committedGroup = name('g');
+    const c0 = consumer(tr, { groupId: committedGroup, topics: [topic] });
+    await readN(c0, 5);
+    await c0.commit([{ topic, partition: 0, offset: 3 }]);
+    await c0.close();
 
-  const early = consumer(tr, { groupId: committedGroup, topics: [topic], start: 'earliest' });
-  assert.equal(str((await readN(early, 5))[0]!.value), '0', 'earliest ignores the commit');
-  await early.close();
+    const early = consumer(tr, { groupId: committedGroup, topics: [topic], start: 'earliest' });
+    assert.equal(str((await readN(early, 5))[0]!.value), '0', 'earliest ignores the commit');
+    await early.close();
 
-  const explicit = consumer(tr, { groupId: committedGroup, topics: [topic], start: { offsets: [{ topic, partition: 0, offset: 1 }] } });
-  assert.equal(str((await readN(explicit, 4))[0]!.value), '1');
-  await explicit.close();
+    const explicit = consumer(tr, {
+      groupId: committedGroup,
+      topics: [topic],
+      start: { offsets: [{ topic, partition: 0, offset: 1 }] },
+    });
+    assert.equal(str((await readN(explicit, 4))[0]!.value), '1');
+    await explicit.close();
 
-  const late = consumer(tr, { groupId: name('g'), topics: [topic], start: 'latest' });
-  await late.waitForAssignment();
-  assert.deepEqual(await late.poll({ timeoutMs: 300 }), []);
-  await tr.producer().send({ topic, value: 'after' });
-  assert.equal(str((await readN(late, 1))[0]!.value), 'after');
-  await late.close();
+    const late = consumer(tr, { groupId: name('g'), topics: [topic], start: 'latest' });
+    await late.waitForAssignment();
+    assert.deepEqual(await late.poll({ timeoutMs: 300 }), []);
+    await tr.producer().send({ topic, value: 'after' });
+    assert.equal(str((await readN(late, 1))[0]!.value), 'after');
+    await late.close();
 
-  const resetLatest = consumer(tr, { groupId: name('g'), topics: [topic], resetTo: 'latest' });
-  await resetLatest.waitForAssignment();
-  await tr.producer().send({ topic, value: 'after2' });
-  assert.equal(str((await readN(resetLatest, 1))[0]!.value), 'after2');
-});
+    const resetLatest = consumer(tr, { groupId: name('g'), topics: [topic], resetTo: 'latest' });
+    await resetLatest.waitForAssignment();
+    await tr.producer().send({ topic, value: 'after2' });
+    assert.equal(str((await readN(resetLatest, 1))[0]!.value), 'after2');
+  },
+);
 
 conformanceCase('seek moves the position of an assigned partition', async ({ open, name, consumer }) => {
   const tr = await open();
@@ -309,7 +353,10 @@ conformanceCase('seek moves the position of an assigned partition', async ({ ope
     (await readN(c, 4)).map((r) => str(r.value)),
     ['2', '3', '4', '5'],
   );
-  assert.throws(() => c.seek({ topic, partition: 9, offset: 0 }), (e: unknown) => isSluiceError(e, 'SLUICE_NOT_ASSIGNED'));
+  assert.throws(
+    () => c.seek({ topic, partition: 9, offset: 0 }),
+    (e: unknown) => isSluiceError(e, 'SLUICE_NOT_ASSIGNED'),
+  );
 });
 
 conformanceCase('two groups each see everything', async ({ open, name, consumer }) => {
@@ -324,64 +371,70 @@ conformanceCase('two groups each see everything', async ({ open, name, consumer 
   assert.equal(new Set(norm(a)).size, 20);
 });
 
-conformanceCase('one group: members split partitions; a leaving member hands its partitions over', async (ctx) => {
-  const { open, name, consumer } = ctx;
-  const topic = name('split');
-  const group = name('g');
-  const tr1 = await open();
-  await tr1.createTopic({ name: topic, partitions: 4 });
-  const assigned: string[] = [];
-  const revoked: string[] = [];
-  const c1 = consumer(tr1, {
-    groupId: group,
-    topics: [topic],
-    onAssign: (ps) => {
-      assigned.push(...ps.map((p) => `${p.partition}`));
-    },
-    onRevoke: (ps) => {
-      revoked.push(...ps.map((p) => `${p.partition}`));
-    },
-  });
-  const c2 = consumer(await open(), { groupId: group, topics: [topic] });
-  await Promise.all([c1.waitForAssignment(), c2.waitForAssignment()]);
-  // both must be polled for group protocols that only make progress while members poll
-  await eventually(async () => {
-    await Promise.all([c1.poll({ timeoutMs: 100 }), c2.poll({ timeoutMs: 100 })]);
-    const a = c1.assignment().map((p) => p.partition);
-    const b = c2.assignment().map((p) => p.partition);
-    return a.length > 0 && b.length > 0 && a.length + b.length === 4 && new Set([...a, ...b]).size === 4;
-  }, 'both members to hold disjoint partitions covering the topic');
-  assert.ok(assigned.length > 0, 'onAssign was called');
+conformanceCase(
+  'one group: members split partitions; a leaving member hands its partitions over',
+  async (ctx) => {
+    const { open, name, consumer } = ctx;
+    const topic = name('split');
+    const group = name('g');
+    const tr1 = await open();
+    await tr1.createTopic({ name: topic, partitions: 4 });
+    const assigned: string[] = [];
+    const revoked: string[] = [];
+    const c1 = consumer(tr1, {
+      groupId: group,
+      topics: [topic],
+      onAssign: (ps) => {
+        assigned.push(...ps.map((p) => `${p.partition}`));
+      },
+      onRevoke: (ps) => {
+        revoked.push(...ps.map((p) => `${p.partition}`));
+      },
+    });
+    const c2 = consumer(await open(), { groupId: group, topics: [topic] });
+    await Promise.all([c1.waitForAssignment(), c2.waitForAssignment()]);
+    // both must be polled for group protocols that only make progress while members poll
+    await eventually(async () => {
+      await Promise.all([c1.poll({ timeoutMs: 100 }), c2.poll({ timeoutMs: 100 })]);
+      const a = c1.assignment().map((p) => p.partition);
+      const b = c2.assignment().map((p) => p.partition);
+      return a.length > 0 && b.length > 0 && a.length + b.length === 4 && new Set([...a, ...b]).size === 4;
+    }, 'both members to hold disjoint partitions covering the topic');
+    assert.ok(assigned.length > 0, 'onAssign was called');
 
-  const p = tr1.producer();
-  await p.send(Array.from({ length: 40 }, (_, i) => ({ topic, partition: i % 4, value: `${i}` })));
-  const seen = new Map<string, string>();
-  await eventually(async () => {
-    for (const [who, c] of [
-      ['c1', c1],
-      ['c2', c2],
-    ] as const) {
-      for (const r of await c.poll({ timeoutMs: 100 })) {
-        assert.ok(!seen.has(str(r.value)!), `record ${str(r.value)} delivered twice within one group`);
-        seen.set(str(r.value)!, who);
+    const p = tr1.producer();
+    await p.send(Array.from({ length: 40 }, (_, i) => ({ topic, partition: i % 4, value: `${i}` })));
+    const seen = new Map<string, string>();
+    await eventually(async () => {
+      for (const [who, c] of [
+        ['c1', c1],
+        ['c2', c2],
+      ] as const) {
+        for (const r of await c.poll({ timeoutMs: 100 })) {
+          assert.ok(!seen.has(str(r.value)!), `record ${str(r.value)} delivered twice within one group`);
+          seen.set(str(r.value)!, who);
+        }
       }
-    }
-    return seen.size === 40;
-  }, 'the group to read all 40 records');
-  await c1.commit();
-  await c2.commit();
+      return seen.size === 40;
+    }, 'the group to read all 40 records');
+    await c1.commit();
+    await c2.commit();
 
-  await c1.close();
-  assert.ok(revoked.length > 0, 'onRevoke was called on close');
-  await eventually(async () => {
-    await c2.poll({ timeoutMs: 100 });
-    return c2.assignment().length === 4;
-  }, 'the remaining member to take over every partition');
-  await p.send(Array.from({ length: 8 }, (_, i) => ({ topic, partition: i % 4, value: `late-${i}` })));
-  const late = await readN(c2, 8);
-  assert.deepEqual(new Set(late.map((r) => r.partition)), new Set([0, 1, 2, 3]));
-  assert.ok(late.every((r) => str(r.value)!.startsWith('late-')), 'committed records are not re-delivered');
-});
+    await c1.close();
+    assert.ok(revoked.length > 0, 'onRevoke was called on close');
+    await eventually(async () => {
+      await c2.poll({ timeoutMs: 100 });
+      return c2.assignment().length === 4;
+    }, 'the remaining member to take over every partition');
+    await p.send(Array.from({ length: 8 }, (_, i) => ({ topic, partition: i % 4, value: `late-${i}` })));
+    const late = await readN(c2, 8);
+    assert.deepEqual(new Set(late.map((r) => r.partition)), new Set([0, 1, 2, 3]));
+    assert.ok(
+      late.every((r) => str(r.value)!.startsWith('late-')),
+      'committed records are not re-delivered',
+    );
+  },
+);
 
 conformanceCase('pause and resume one partition', async ({ open, name, consumer }) => {
   const tr = await open();
@@ -391,9 +444,14 @@ conformanceCase('pause and resume one partition', async ({ open, name, consumer 
   await c.waitForAssignment();
   c.pause([{ topic, partition: 0 }]);
   assert.deepEqual(c.paused(), [{ topic, partition: 0 }]);
-  await tr.producer().send(Array.from({ length: 10 }, (_, i) => ({ topic, partition: i % 2, value: `${i}` })));
+  await tr
+    .producer()
+    .send(Array.from({ length: 10 }, (_, i) => ({ topic, partition: i % 2, value: `${i}` })));
   const first = await readN(c, 5);
-  assert.ok(first.every((r) => r.partition === 1), 'no records of the paused partition');
+  assert.ok(
+    first.every((r) => r.partition === 1),
+    'no records of the paused partition',
+  );
   assert.deepEqual(await c.poll({ timeoutMs: 500 }), [], 'nothing else while partition 0 is paused');
   c.resume([{ topic, partition: 0 }]);
   assert.deepEqual(c.paused(), []);
@@ -418,74 +476,93 @@ conformanceCase('close during a poll wakes the poll with no records', async ({ o
   await assert.rejects(c.commit(), (e: unknown) => isSluiceError(e, 'SLUICE_CLOSED'));
 });
 
-conformanceCase('async iteration yields records in order and leaves the rest after a break', async ({ open, name, consumer }) => {
-  const tr = await open();
-  const topic = name('iter');
-  await tr.createTopic({ name: topic, partitions: 1 });
-  await tr.producer().send(Array.from({ length: 10 }, (_, i) => ({ topic, value: `${i}` })));
-  const c = consumer(tr, { groupId: name('g'), topics: [topic] });
-  const got: string[] = [];
-  for await (const r of c) {
-    got.push(str(r.value)!);
-    if (got.length === 4) break;
-  }
-  assert.deepEqual(got, ['0', '1', '2', '3']);
-  await c.commit();
-  assert.deepEqual(await c.committed([{ topic, partition: 0 }]), [4]);
-  assert.deepEqual(
-    (await readN(c, 6)).map((r) => str(r.value)),
-    ['4', '5', '6', '7', '8', '9'],
-  );
-});
+conformanceCase(
+  'async iteration yields records in order and leaves the rest after a break',
+  async ({ open, name, consumer }) => {
+    const tr = await open();
+    const topic = name('iter');
+    await tr.createTopic({ name: topic, partitions: 1 });
+    await tr.producer().send(Array.from({ length: 10 }, (_, i) => ({ topic, value: `${i}` })));
+    const c = consumer(tr, { groupId: name('g'), topics: [topic] });
+    const got: string[] = [];
+    for await (const r of c) {
+      got.push(str(r.value)!);
+      if (got.length === 4) break;
+    }
+    assert.deepEqual(got, ['0', '1', '2', '3']);
+    await c.commit();
+    assert.deepEqual(await c.committed([{ topic, partition: 0 }]), [4]);
+    assert.deepEqual(
+      (await readN(c, 6)).map((r) => str(r.value)),
+      ['4', '5', '6', '7', '8', '9'],
+    );
+  },
+);
 
-conformanceCase('subscribing to an unknown topic fails clearly, or creates it when asked', async ({ open, name, consumer }) => {
-  const tr = await open();
-  const c = consumer(tr, { groupId: name('g'), topics: [name('nope')] });
-  await expectCode(c.poll({ timeoutMs: 2000 }), 'SLUICE_TOPIC_UNKNOWN');
-  await c.close();
-  const topic = name('made');
-  const c2 = consumer(tr, { groupId: name('g'), topics: [topic], autoCreateTopics: true });
-  await c2.waitForAssignment();
-  assert.ok((await tr.listTopics()).includes(topic));
-});
+conformanceCase(
+  'subscribing to an unknown topic fails clearly, or creates it when asked',
+  async ({ open, name, consumer }) => {
+    const tr = await open();
+    const c = consumer(tr, { groupId: name('g'), topics: [name('nope')] });
+    await expectCode(c.poll({ timeoutMs: 2000 }), 'SLUICE_TOPIC_UNKNOWN');
+    await c.close();
+    const topic = name('made');
+    const c2 = consumer(tr, { groupId: name('g'), topics: [topic], autoCreateTopics: true });
+    await c2.waitForAssignment();
+    assert.ok((await tr.listTopics()).includes(topic));
+  },
+);
 
-conformanceCase('sendAndCommit: output records and input offsets commit atomically', async ({ open, name, consumer }) => {
-  const tr = await open();
-  const input = name('in');
-  const output = name('out');
-  const group = name('g');
-  await tr.createTopic({ name: input, partitions: 1 });
-  await tr.createTopic({ name: output, partitions: 1 });
-  await tr.producer().send(Array.from({ length: 5 }, (_, i) => ({ topic: input, value: `${i}` })));
-  const c = consumer(tr, { groupId: group, topics: [input] });
-  const recs = await readN(c, 5);
-  const txp = tr.producer({ transactionalId: name('tx') });
-  await txp.sendAndCommit(
-    recs.slice(0, 3).map((r) => ({ topic: output, value: `out-${str(r.value)}` })),
-    c,
-    [{ topic: input, partition: 0, offset: 3 }],
-  );
-  assert.deepEqual(await c.committed([{ topic: input, partition: 0 }]), [3]);
-  const out = await readN(consumer(tr, { groupId: name('reader'), topics: [output] }), 3);
-  assert.deepEqual(
-    out.map((r) => str(r.value)),
-    ['out-0', 'out-1', 'out-2'],
-  );
-  // a consumer that does not own the partition cannot commit it, and nothing it sent becomes visible
-  const outsider = consumer(await open(), { groupId: name('other'), topics: [output] });
-  await outsider.waitForAssignment();
-  await assert.rejects(
-    txp.sendAndCommit([{ topic: output, value: 'zombie' }], outsider, [{ topic: input, partition: 0, offset: 5 }]),
-  );
-  const check = consumer(tr, { groupId: name('reader'), topics: [output] });
-  assert.deepEqual(
-    (await readN(check, 3)).map((r) => str(r.value)),
-    ['out-0', 'out-1', 'out-2'],
-  );
-  assert.deepEqual(await check.poll({ timeoutMs: 500 }), [], 'the rejected transaction produced nothing visible');
-});
+conformanceCase(
+  'sendAndCommit: output records and input offsets commit atomically',
+  async ({ open, name, consumer }) => {
+    const tr = await open();
+    const input = name('in');
+    const output = name('out');
+    const group = name('g');
+    await tr.createTopic({ name: input, partitions: 1 });
+    await tr.createTopic({ name: output, partitions: 1 });
+    await tr.producer().send(Array.from({ length: 5 }, (_, i) => ({ topic: input, value: `${i}` })));
+    const c = consumer(tr, { groupId: group, topics: [input] });
+    const recs = await readN(c, 5);
+    const txp = tr.producer({ transactionalId: name('tx') });
+    await txp.sendAndCommit(
+      recs.slice(0, 3).map((r) => ({ topic: output, value: `out-${str(r.value)}` })),
+      c,
+      [{ topic: input, partition: 0, offset: 3 }],
+    );
+    assert.deepEqual(await c.committed([{ topic: input, partition: 0 }]), [3]);
+    const out = await readN(consumer(tr, { groupId: name('reader'), topics: [output] }), 3);
+    assert.deepEqual(
+      out.map((r) => str(r.value)),
+      ['out-0', 'out-1', 'out-2'],
+    );
+    // a consumer that does not own the partition cannot commit it, and nothing it sent becomes visible
+    const outsider = consumer(await open(), { groupId: name('other'), topics: [output] });
+    await outsider.waitForAssignment();
+    await assert.rejects(
+      txp.sendAndCommit([{ topic: output, value: 'zombie' }], outsider, [
+        { topic: input, partition: 0, offset: 5 },
+      ]),
+    );
+    const check = consumer(tr, { groupId: name('reader'), topics: [output] });
+    assert.deepEqual(
+      (await readN(check, 3)).map((r) => str(r.value)),
+      ['out-0', 'out-1', 'out-2'],
+    );
+    assert.deepEqual(
+      await check.poll({ timeoutMs: 500 }),
+      [],
+      'the rejected transaction produced nothing visible',
+    );
+  },
+);
 
-export function runConformance(transportName: string, factory: TransportFactory, options: ConformanceOptions = {}): void {
+export function runConformance(
+  transportName: string,
+  factory: TransportFactory,
+  options: ConformanceOptions = {},
+): void {
   const expected = options.expectedFailures ?? {};
   for (const key of Object.keys(expected)) {
     if (!CASE_NAMES.includes(key)) throw new Error(`expectedFailures names an unknown case: ${key}`);
@@ -522,7 +599,9 @@ export function runConformance(transportName: string, factory: TransportFactory,
         if (reason === undefined) {
           if (failure !== undefined) throw failure;
         } else if (failure === undefined) {
-          assert.fail(`expected failure now passes on ${transportName}: remove it from expectedFailures (${reason})`);
+          assert.fail(
+            `expected failure now passes on ${transportName}: remove it from expectedFailures (${reason})`,
+          );
         } else {
           t.diagnostic(`expected failure on ${transportName}: ${reason} (failed with: ${String(failure)})`);
         }

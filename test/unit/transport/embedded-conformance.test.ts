@@ -9,4 +9,6 @@ const dir = mkdtempSync(join(tmpdir(), 'sluice-conf-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 // every transport of one run opens the same broker file, as separate processes would
-runConformance('embedded', () => openEmbeddedTransport({ path: join(dir, 'broker.db') }), { sessionTimeoutMs: 1500 });
+runConformance('embedded', () => openEmbeddedTransport({ path: join(dir, 'broker.db') }), {
+  sessionTimeoutMs: 1500,
+});
