@@ -36,82 +36,94 @@ function killHard(proc: ChildProcess): Promise<void> {
 }
 
 describe('embedded transport', () => {
-  it('keeps every acknowledged record across kill -9 of the producing process', {
-    timeout: 60_000,
-  }, async () => {
-    const path = fresh();
-    const tr = await openEmbeddedTransport({ path });
-    await tr.createTopic({ name: 'durable', partitions: 1 });
-    const { proc, lines } = spawnChild(['produce', path, 'durable']);
-    await eventually(() => lines.length >= 30, 'the child to acknowledge 30 batches');
-    await killHard(proc);
-    const acked = lines.flatMap((l) => l.acked as number[]);
-    const d = await tr.describeTopic('durable');
-    assert.ok(d.partitions[0]!.endOffset >= acked.length, 'every acknowledged record is stored');
-    const c = tr.consumer({ groupId: 'g', topics: ['durable'] });
-    const got = await readN(c, d.partitions[0]!.endOffset);
-    assert.deepEqual(
-      got.map((r) => r.offset),
-      Array.from({ length: got.length }, (_, i) => i),
-    );
-    for (const off of acked) assert.equal(got[off]!.value!.toString(), `r-${off}`);
-    await tr.close();
-  });
+  it(
+    'keeps every acknowledged record across kill -9 of the producing process',
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const path = fresh();
+      const tr = await openEmbeddedTransport({ path });
+      await tr.createTopic({ name: 'durable', partitions: 1 });
+      const { proc, lines } = spawnChild(['produce', path, 'durable']);
+      await eventually(() => lines.length >= 30, 'the child to acknowledge 30 batches');
+      await killHard(proc);
+      const acked = lines.flatMap((l) => l.acked as number[]);
+      const d = await tr.describeTopic('durable');
+      assert.ok(d.partitions[0]!.endOffset >= acked.length, 'every acknowledged record is stored');
+      const c = tr.consumer({ groupId: 'g', topics: ['durable'] });
+      const got = await readN(c, d.partitions[0]!.endOffset);
+      assert.deepEqual(
+        got.map((r) => r.offset),
+        Array.from({ length: got.length }, (_, i) => i),
+      );
+      for (const off of acked) assert.equal(got[off]!.value!.toString(), `r-${off}`);
+      await tr.close();
+    },
+  );
 
-  it('hands a killed member’s partitions to a live one after the session timeout, from its commits', {
-    timeout: 60_000,
-  }, async () => {
-    const path = fresh();
-    const tr = await openEmbeddedTransport({ path });
-    await tr.createTopic({ name: 'lease', partitions: 3 });
-    await tr
-      .producer()
-      .send(Array.from({ length: 30 }, (_, i) => ({ topic: 'lease', partition: i % 3, value: `${i}` })));
-    const { proc, lines } = spawnChild(['consume', path, 'lease', 'crash-group']);
-    await eventually(
-      () => lines.some((l) => l.read !== undefined && (l.read as string[]).length > 0),
-      'the child to read',
-    );
-    await eventually(async () => {
-      const g = await tr.describeGroup('crash-group');
-      return g.offsets.reduce((s, o) => s + (o.committed ?? 0), 0) === 30;
-    }, 'the child to commit everything it read');
-    await killHard(proc);
-    // a member of the same group starts while the dead one's lease still holds every partition
-    const c = tr.consumer({ groupId: 'crash-group', topics: ['lease'], sessionTimeoutMs: 1000 });
-    await eventually(async () => {
-      await c.poll({ timeoutMs: 100 });
-      return c.assignment().length === 3;
-    }, 'the live member to take over all three partitions');
-    await tr.producer().send([0, 1, 2].map((p) => ({ topic: 'lease', partition: p, value: `new-${p}` })));
-    const got = await readN(c, 3);
-    assert.deepEqual(got.map((r) => r.value!.toString()).sort(), ['new-0', 'new-1', 'new-2']);
-    await tr.close();
-  });
+  it(
+    'hands a killed member’s partitions to a live one after the session timeout, from its commits',
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const path = fresh();
+      const tr = await openEmbeddedTransport({ path });
+      await tr.createTopic({ name: 'lease', partitions: 3 });
+      await tr
+        .producer()
+        .send(Array.from({ length: 30 }, (_, i) => ({ topic: 'lease', partition: i % 3, value: `${i}` })));
+      const { proc, lines } = spawnChild(['consume', path, 'lease', 'crash-group']);
+      await eventually(
+        () => lines.some((l) => l.read !== undefined && (l.read as string[]).length > 0),
+        'the child to read',
+      );
+      await eventually(async () => {
+        const g = await tr.describeGroup('crash-group');
+        return g.offsets.reduce((s, o) => s + (o.committed ?? 0), 0) === 30;
+      }, 'the child to commit everything it read');
+      await killHard(proc);
+      // a member of the same group starts while the dead one's lease still holds every partition
+      const c = tr.consumer({ groupId: 'crash-group', topics: ['lease'], sessionTimeoutMs: 1000 });
+      await eventually(async () => {
+        await c.poll({ timeoutMs: 100 });
+        return c.assignment().length === 3;
+      }, 'the live member to take over all three partitions');
+      await tr.producer().send([0, 1, 2].map((p) => ({ topic: 'lease', partition: p, value: `new-${p}` })));
+      const got = await readN(c, 3);
+      assert.deepEqual(got.map((r) => r.value!.toString()).sort(), ['new-0', 'new-1', 'new-2']);
+      await tr.close();
+    },
+  );
 
-  it('lets several processes produce to one file at once with no gaps or duplicates', {
-    timeout: 60_000,
-  }, async () => {
-    const path = fresh();
-    const tr = await openEmbeddedTransport({ path });
-    await tr.createTopic({ name: 'shared', partitions: 1 });
-    const a = spawnChild(['produce', path, 'shared']);
-    const b = spawnChild(['produce', path, 'shared']);
-    const local = tr.producer();
-    for (let i = 0; i < 20; i++) await local.send({ topic: 'shared', value: `local-${i}` });
-    await eventually(() => a.lines.length >= 20 && b.lines.length >= 20, 'both children to write');
-    await Promise.all([killHard(a.proc), killHard(b.proc)]);
-    const end = (await tr.describeTopic('shared')).partitions[0]!.endOffset;
-    const got = await readN(tr.consumer({ groupId: 'g', topics: ['shared'] }), end);
-    assert.deepEqual(
-      got.map((r) => r.offset),
-      Array.from({ length: end }, (_, i) => i),
-    );
-    const acked = [...a.lines, ...b.lines].flatMap((l) => l.acked as number[]);
-    assert.equal(new Set(acked).size, acked.length, 'no offset acknowledged twice');
-    assert.equal(got.filter((r) => r.value!.toString().startsWith('local-')).length, 20);
-    await tr.close();
-  });
+  it(
+    'lets several processes produce to one file at once with no gaps or duplicates',
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const path = fresh();
+      const tr = await openEmbeddedTransport({ path });
+      await tr.createTopic({ name: 'shared', partitions: 1 });
+      const a = spawnChild(['produce', path, 'shared']);
+      const b = spawnChild(['produce', path, 'shared']);
+      const local = tr.producer();
+      for (let i = 0; i < 20; i++) await local.send({ topic: 'shared', value: `local-${i}` });
+      await eventually(() => a.lines.length >= 20 && b.lines.length >= 20, 'both children to write');
+      await Promise.all([killHard(a.proc), killHard(b.proc)]);
+      const end = (await tr.describeTopic('shared')).partitions[0]!.endOffset;
+      const got = await readN(tr.consumer({ groupId: 'g', topics: ['shared'] }), end);
+      assert.deepEqual(
+        got.map((r) => r.offset),
+        Array.from({ length: end }, (_, i) => i),
+      );
+      const acked = [...a.lines, ...b.lines].flatMap((l) => l.acked as number[]);
+      assert.equal(new Set(acked).size, acked.length, 'no offset acknowledged twice');
+      assert.equal(got.filter((r) => r.value!.toString().startsWith('local-')).length, 20);
+      await tr.close();
+    },
+  );
 
   it('deletes records past retention by size and by age, and readers continue from the oldest kept', async () => {
     const tr = await openEmbeddedTransport({ path: fresh() });
