@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { registerConsumeCommand } from './commands/consume.ts';
+import { registerDemoCommand } from './commands/demo.ts';
 import { registerGroupCommands } from './commands/groups.ts';
 import { registerProduceCommand } from './commands/produce.ts';
 import { registerTopicCommands } from './commands/topics.ts';
@@ -29,6 +30,7 @@ OpenMSIStream config file with --config FILE.`,
   registerProduceCommand(program);
   registerConsumeCommand(program);
   registerGroupCommands(program);
+  registerDemoCommand(program);
   return program;
 }
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The real-broker and interop tier: installs and starts its own Kafka (and the Python peers' venv), runs
+# test/integration/**, and stops everything it started, by PID, whatever happens.
+#   npm run test:integration                 # all integration tests
+#   npm run test:integration -- FILE...      # only these test files
+# With SLUICE_KAFKA_BOOTSTRAP already set, that broker is used and left running.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+NODE="$ROOT/node_modules/.bin/node"
+[[ -x "$NODE" ]] || { echo "test-integration: run npm ci first (node_modules/.bin/node is missing)" >&2; exit 1; }
+
+started_kafka=0
+cleanup() {
+  if [[ $started_kafka == 1 ]]; then bash scripts/kafka.sh stop || true; fi
+}
+trap cleanup EXIT
+
+if [[ -z "${SLUICE_KAFKA_BOOTSTRAP:-}" ]]; then
+  bash scripts/kafka.sh install
+  started_kafka=1
+  SLUICE_KAFKA_BOOTSTRAP="$(bash scripts/kafka.sh start)"
+  export SLUICE_KAFKA_BOOTSTRAP
+fi
+echo "test-integration: Kafka at $SLUICE_KAFKA_BOOTSTRAP" >&2
+
+if ls test/integration/*interop*.test.ts >/dev/null 2>&1; then
+  bash scripts/python-venv.sh
+fi
+
+if [[ $# -gt 0 ]]; then files=("$@"); else files=(test/integration/*.test.ts); fi
+"$NODE" --import tsx --test --test-concurrency=1 "${files[@]}"
