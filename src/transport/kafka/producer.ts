@@ -155,6 +155,10 @@ export class KafkaProducer implements Producer {
         ...baseClientOptions(o, 'txproducer'),
         idempotent: true,
         transactionalId: this.#options.transactionalId ?? `sluice-${o.clientId}-${crypto.randomUUID()}`,
+        // InitProducerId must say "new producer" (-1/-1). The client's default (0/0) reads as an epoch bump of an
+        // existing producer, which the broker answers with PRODUCER_FENCED once another instance used the id.
+        producerId: -1n,
+        producerEpoch: -1,
         compression: o.compression,
         autocreateTopics: false,
       });
