@@ -249,7 +249,7 @@ export class KafkaConsumer implements Consumer {
       isolationLevel: this.#readCommitted ? READ_COMMITTED : READ_UNCOMMITTED,
       maxWaitTime: cfg.fetchMaxWaitMs,
       minBytes: 1,
-      maxBytes: Math.max(cfg.fetchMaxBytesPerPartition, 4 * 1_048_576),
+      maxBytes: Math.max(cfg.fetchMaxBytesPerPartition, 32 * 1_048_576),
     });
     this.#client.on('consumer:group:join', (payload) => this.#onJoin(payload.assignments ?? []));
     // Emitted when a rejoin the client started on its own fails for good: join again ourselves.
@@ -643,7 +643,8 @@ export class KafkaConsumer implements Consumer {
       st.ready &&
       !st.paused &&
       !st.inFlight &&
-      st.bufferedBytes < cfg.fetchMaxBytesPerPartition &&
+      // up to two fetches' worth buffered, so the next fetch overlaps with the application draining the buffer
+      st.bufferedBytes < 2 * cfg.fetchMaxBytesPerPartition &&
       this.#bufferedBytes < cfg.consumerBufferBytes
     );
   }
@@ -729,7 +730,7 @@ export class KafkaConsumer implements Consumer {
         topics: [...topics.values()],
         maxWaitTime: cfg.fetchMaxWaitMs,
         minBytes: 1,
-        maxBytes: Math.max(cfg.fetchMaxBytesPerPartition, 4 * 1_048_576),
+        maxBytes: Math.max(cfg.fetchMaxBytesPerPartition, 32 * 1_048_576),
         isolationLevel: this.#readCommitted ? READ_COMMITTED : READ_UNCOMMITTED,
       });
     } catch (err) {

@@ -48,7 +48,7 @@ export interface KafkaTransportOptions {
   fetchMaxWaitMs?: number;
   /** Most bytes one fetch returns per partition. @defaultValue 8388608 */
   fetchMaxBytesPerPartition?: number;
-  /** Most bytes one consumer buffers ahead of `poll()` before it stops fetching. @defaultValue 33554432 */
+  /** Most bytes one consumer buffers ahead of `poll()` before it stops fetching. @defaultValue 67108864 */
   consumerBufferBytes?: number;
 }
 
@@ -242,7 +242,7 @@ export function resolveKafkaOptions(options: KafkaTransportOptions): ResolvedKaf
     compression,
     fetchMaxWaitMs: positiveInt(options, 'fetchMaxWaitMs', 500, 0),
     fetchMaxBytesPerPartition: positiveInt(options, 'fetchMaxBytesPerPartition', 8 * 1_048_576, 1024),
-    consumerBufferBytes: positiveInt(options, 'consumerBufferBytes', 32 * 1_048_576, 1024),
+    consumerBufferBytes: positiveInt(options, 'consumerBufferBytes', 64 * 1_048_576, 1024),
   };
 }
 

@@ -17,15 +17,16 @@ import type { KafkaTransport } from './transport.ts';
 
 type Message = MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
 
-/** A record with its partition resolved and its bytes ready for the wire. */
-interface Prepared {
-  topic: string;
+/**
+ * A record ready for the wire: the client's message object itself (partition resolved, bytes ready), plus its
+ * estimated size and its timestamp as a number for the metadata.
+ */
+interface Prepared extends Message {
   partition: number;
-  key: Buffer | null;
-  value: Buffer | null;
-  headers: Map<Buffer, Buffer> | undefined;
-  timestamp: number;
   size: number;
+  ts: number;
+  /** Position in the round being sent. */
+  index: number;
 }
 
 interface Pending {
@@ -178,7 +179,8 @@ export class KafkaProducer implements Producer {
       counts.set(topic, await this.#transport.partitionCount(topic, this.#options.autoCreateTopics === true));
     }
     const now = Date.now();
-    return records.map((r) => {
+    const nowBig = BigInt(now);
+    return records.map((r): Prepared => {
       const count = counts.get(r.topic)!;
       const key = toBuffer(r.key);
       let partition: number;
@@ -211,7 +213,18 @@ export class KafkaProducer implements Producer {
           size += 10 + kb.length + vb.length;
         }
       }
-      return { topic: r.topic, partition, key, value, headers, timestamp: r.timestamp ?? now, size };
+      const ts = r.timestamp ?? now;
+      return {
+        topic: r.topic,
+        partition,
+        key: key ?? undefined,
+        value: value as Buffer,
+        headers,
+        timestamp: r.timestamp === undefined ? nowBig : BigInt(r.timestamp),
+        size,
+        ts,
+        index: 0,
+      };
     });
   }
 
@@ -219,33 +232,37 @@ export class KafkaProducer implements Producer {
    * Splits records into requests: request i carries the i-th batch of every partition, a batch being consecutive
    * records of one partition of at most maxBatchBytes. Returns, per request, the record indexes in wire order.
    */
-  #plan(records: Prepared[]): number[][] {
+  #plan(records: Prepared[]): Prepared[][] {
     const limit = this.#transport.config.maxBatchBytes;
-    const byPartition = new Map<string, number[][]>();
-    const bytes = new Map<string, number>();
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      const key = `${r.topic}\0${r.partition}`;
-      let batches = byPartition.get(key);
-      if (batches === undefined) {
-        batches = [[]];
-        byPartition.set(key, batches);
-        bytes.set(key, BATCH_OVERHEAD);
+    const slots = new Map<string, Map<number, { batches: Prepared[][]; used: number }>>();
+    for (const r of records) {
+      let byPartition = slots.get(r.topic);
+      if (byPartition === undefined) {
+        byPartition = new Map();
+        slots.set(r.topic, byPartition);
       }
-      let used = bytes.get(key)!;
-      if (batches[batches.length - 1]!.length > 0 && used + r.size > limit) {
-        batches.push([]);
-        used = BATCH_OVERHEAD;
+      let slot = byPartition.get(r.partition);
+      if (slot === undefined) {
+        slot = { batches: [[]], used: BATCH_OVERHEAD };
+        byPartition.set(r.partition, slot);
       }
-      batches[batches.length - 1]!.push(i);
-      bytes.set(key, used + r.size);
+      let batch = slot.batches[slot.batches.length - 1]!;
+      if (batch.length > 0 && slot.used + r.size > limit) {
+        batch = [];
+        slot.batches.push(batch);
+        slot.used = BATCH_OVERHEAD;
+      }
+      batch.push(r);
+      slot.used += r.size;
     }
-    const requests: number[][] = [];
-    for (const batches of byPartition.values()) {
-      batches.forEach((batch, i) => {
-        if (requests[i] === undefined) requests[i] = [];
-        requests[i]!.push(...batch);
-      });
+    const requests: Prepared[][] = [];
+    for (const byPartition of slots.values()) {
+      for (const slot of byPartition.values()) {
+        slot.batches.forEach((batch, i) => {
+          if (requests[i] === undefined) requests[i] = batch;
+          else for (const r of batch) requests[i]!.push(r);
+        });
+      }
     }
     return requests;
   }
@@ -258,35 +275,30 @@ export class KafkaProducer implements Producer {
     ) => Promise<{ offsets?: Array<{ topic: string; partition: number; offset: bigint }> }>,
   ): Promise<RecordMetadata[]> {
     const out: RecordMetadata[] = new Array(records.length);
-    for (const indexes of this.#plan(records)) {
-      const messages: Message[] = indexes.map((i) => {
-        const r = records[i]!;
-        return {
-          topic: r.topic,
-          partition: r.partition,
-          key: r.key ?? undefined,
-          value: r.value as Buffer,
-          headers: r.headers,
-          timestamp: BigInt(r.timestamp),
-        };
-      });
-      const result = await send(messages);
-      const base = new Map<string, number>();
-      for (const o of result.offsets ?? []) base.set(`${o.topic}\0${o.partition}`, Number(o.offset));
-      const seen = new Map<string, number>();
-      for (const i of indexes) {
-        const r = records[i]!;
-        const key = `${r.topic}\0${r.partition}`;
-        const n = seen.get(key) ?? 0;
-        seen.set(key, n + 1);
-        const b = base.get(key);
-        if (b === undefined) {
+    for (let i = 0; i < records.length; i++) records[i]!.index = i;
+    for (const request of this.#plan(records)) {
+      const result = await send(request);
+      // records of one partition are consecutive in one batch, from the base offset the broker assigned
+      const next = new Map<string, Map<number, number>>();
+      for (const o of result.offsets ?? []) {
+        let byPartition = next.get(o.topic);
+        if (byPartition === undefined) {
+          byPartition = new Map();
+          next.set(o.topic, byPartition);
+        }
+        byPartition.set(o.partition, Number(o.offset));
+      }
+      for (const r of request) {
+        const byPartition = next.get(r.topic);
+        const offset = byPartition?.get(r.partition);
+        if (offset === undefined) {
           throw new SluiceError(
             'SLUICE_DELIVERY_FAILED',
             `Kafka acknowledged the request but not partition ${r.partition} of topic "${r.topic}". Retry the send; if it persists, check the broker logs.`,
           );
         }
-        out[i] = { topic: r.topic, partition: r.partition, offset: b + n, timestamp: r.timestamp };
+        byPartition!.set(r.partition, offset + 1);
+        out[r.index] = { topic: r.topic, partition: r.partition, offset, timestamp: r.ts };
       }
     }
     return out;

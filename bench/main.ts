@@ -1,0 +1,28 @@
+/**
+ * Benchmarks: `npm run bench -- <name> [options]`.
+ *
+ *   transport   produce/consume throughput of the embedded and Kafka transports, the raw Kafka client and Kafka's
+ *               own perf tools (see bench/transport.ts for options)
+ */
+import { runTransportBench } from './transport.ts';
+
+const benches: Record<string, (args: string[]) => Promise<void>> = {
+  transport: runTransportBench,
+};
+
+const [name, ...args] = process.argv.slice(2);
+const bench = name === undefined ? undefined : benches[name];
+if (bench === undefined) {
+  process.stderr.write(
+    `usage: npm run bench -- <${Object.keys(benches).join('|')}> [options]\n${name === undefined ? 'no benchmark named' : `unknown benchmark "${name}"`}\n`,
+  );
+  process.exit(2);
+}
+try {
+  await bench(args);
+} catch (err) {
+  process.stderr.write(
+    `bench ${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exitCode = 1;
+}
