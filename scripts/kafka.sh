@@ -58,6 +58,8 @@ ensure_java_maven() {
   log "installing ${missing[*]} with apt-get"
   "${sudo[@]}" apt-get update >&2
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y openjdk-17-jre-headless maven >&2
+  command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 ||
+    die "apt-get installed ${missing[*]}, but java or mvn is still not on PATH ($PATH); add /usr/bin to PATH"
 }
 
 # Copy the runtime dependencies of $1/pom.xml into $2, unless $2/.pom-sha256 already matches the POM.
