@@ -14,7 +14,7 @@
  * - consume times start once the consumer has joined its group (sluice: `waitForAssignment`, raw: after
  *   `consume()` resolved, Java: `fetch.*` columns, which leave out the join) and end at the last record;
  * - sluice and the raw client get a small warm-up run first (JIT), not measured;
- * - every contestant runs `--rounds` times (default 5, order rotated) and the median is reported; ratios are the
+ * - every contestant runs `--rounds` times (default 4, order rotated) and the median is reported; ratios are the
  *   median of per-round ratios. On a small machine the broker shares the cores with the client (and with
  *   whatever else runs), and single runs vary by ±30 % or more.
  *
@@ -47,6 +47,8 @@ interface Workload {
 
 interface Measure {
   seconds: number;
+  /** CPU time of this process during the measured window (Node contestants only). */
+  cpuMicros?: number;
   records: number;
   bytes: number;
 }
@@ -58,6 +60,8 @@ interface Row {
   consume: { recordsPerSec: number; mibPerSec: number };
   /** Records/s of every round, in round order (produce, consume). */
   rounds: Array<[number, number]>;
+  /** Median client CPU per record in µs (produce, consume); Node contestants only. */
+  cpuPerRecord?: [number, number];
 }
 
 const CONTESTANTS = ['embedded', 'kafka', 'raw', 'java'] as const;
@@ -68,6 +72,16 @@ const LABELS: Record<Contestant, string> = {
   raw: 'raw @platformatic/kafka',
   java: 'Kafka perf tools (Java)',
 };
+
+/** Starts a wall-clock and process-CPU clock. */
+function clock(): () => { seconds: number; cpuMicros: number } {
+  const start = performance.now();
+  const cpu = process.cpuUsage();
+  return () => {
+    const used = process.cpuUsage(cpu);
+    return { seconds: (performance.now() - start) / 1000, cpuMicros: used.user + used.system };
+  };
+}
 
 function rate(m: Measure): { recordsPerSec: number; mibPerSec: number } {
   return { recordsPerSec: m.records / m.seconds, mibPerSec: m.bytes / MiB / m.seconds };
@@ -117,15 +131,15 @@ async function sluiceProduce(t: Transport, topic: string, w: Workload): Promise<
   const value = randomBytes(w.size);
   const producer = t.producer();
   const perSend = perRequest(w.size);
-  const start = performance.now();
+  const stop = clock();
   for (let sent = 0; sent < w.count; sent += perSend) {
     const n = Math.min(perSend, w.count - sent);
     await producer.send(Array.from({ length: n }, () => ({ topic, partition: 0, value })));
   }
   await producer.flush();
-  const seconds = (performance.now() - start) / 1000;
+  const timing = stop();
   await producer.close();
-  return { seconds, records: w.count, bytes: w.count * w.size };
+  return { ...timing, records: w.count, bytes: w.count * w.size };
 }
 
 async function sluiceConsume(t: Transport, topic: string, w: Workload): Promise<Measure> {
@@ -133,8 +147,8 @@ async function sluiceConsume(t: Transport, topic: string, w: Workload): Promise<
   await consumer.waitForAssignment();
   let records = 0;
   let bytes = 0;
-  const start = performance.now();
-  let lastProgress = start;
+  const stop = clock();
+  let lastProgress = performance.now();
   while (records < w.count) {
     const batch = await consumer.poll({ maxRecords: 10_000, timeoutMs: 1000 });
     for (const r of batch) bytes += r.value?.length ?? 0;
@@ -144,9 +158,9 @@ async function sluiceConsume(t: Transport, topic: string, w: Workload): Promise<
     else if (now - lastProgress > 30_000)
       throw new Error(`consumer stalled at ${records}/${w.count} records`);
   }
-  const seconds = (performance.now() - start) / 1000;
+  const timing = stop();
   await consumer.close();
-  return { seconds, records, bytes };
+  return { ...timing, records, bytes };
 }
 
 /** Creates a topic for one run and deletes it afterwards, so repeated runs do not fill the broker's disk. */
@@ -190,14 +204,14 @@ async function rawProduce(bootstrap: string, topic: string, w: Workload): Promis
     idempotent: true,
   });
   const per = perRequest(w.size);
-  const start = performance.now();
+  const stop = clock();
   for (let sent = 0; sent < w.count; sent += per) {
     const n = Math.min(per, w.count - sent);
     await producer.send({ messages: Array.from({ length: n }, () => ({ topic, partition: 0, value })) });
   }
-  const seconds = (performance.now() - start) / 1000;
+  const timing = stop();
   await producer.close();
-  return { seconds, records: w.count, bytes: w.count * w.size };
+  return { ...timing, records: w.count, bytes: w.count * w.size };
 }
 
 async function rawConsume(bootstrap: string, topic: string, w: Workload): Promise<Measure> {
@@ -217,7 +231,7 @@ async function rawConsume(bootstrap: string, topic: string, w: Workload): Promis
   });
   let records = 0;
   let bytes = 0;
-  const start = performance.now();
+  const stop = clock();
   await new Promise<void>((resolvePromise, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`raw consumer stalled at ${records}/${w.count}`)),
@@ -233,10 +247,10 @@ async function rawConsume(bootstrap: string, topic: string, w: Workload): Promis
       }
     });
   });
-  const seconds = (performance.now() - start) / 1000;
+  const timing = stop();
   await stream.close();
   await consumer.close(true);
-  return { seconds, records, bytes };
+  return { ...timing, records, bytes };
 }
 
 async function runRaw(
@@ -397,11 +411,21 @@ function printTable(rows: Row[]): void {
       );
     }
   }
+  console.log('');
+  console.log(
+    'client CPU per record (µs, this process: user+system; lower is better; embedded includes its storage)',
+  );
+  for (const r of rows) {
+    if (r.cpuPerRecord === undefined) continue;
+    console.log(
+      `  ${r.workload.padEnd(8)} ${(LABELS[r.contestant as Contestant] ?? r.contestant).padEnd(24)} produce ${fmt(r.cpuPerRecord[0], 2).padStart(9)}  consume ${fmt(r.cpuPerRecord[1], 2).padStart(9)}`,
+    );
+  }
 }
 
 function parseArgs(args: string[]): { scale: number; rounds: number; json: boolean; only: Set<Contestant> } {
   let scale = 1;
-  let rounds = 5;
+  let rounds = 4;
   let json = false;
   let only = new Set<Contestant>(CONTESTANTS);
   for (const a of args) {
@@ -439,8 +463,8 @@ function median(values: number[]): number {
 export async function runTransportBench(args: string[]): Promise<void> {
   const { scale, rounds, json, only } = parseArgs(args);
   const workloads: Workload[] = [
-    { label: '1 KiB', size: 1024, count: Math.round(80_000 * scale) },
-    { label: '512 KiB', size: 512 * 1024, count: Math.max(2, Math.round(240 * scale)) },
+    { label: '1 KiB', size: 1024, count: Math.round(150_000 * scale) },
+    { label: '512 KiB', size: 512 * 1024, count: Math.max(2, Math.round(400 * scale)) },
   ];
   if (only.has('java'))
     execFileSync(KAFKA_SH, ['install', 'tools'], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -470,7 +494,7 @@ export async function runTransportBench(args: string[]): Promise<void> {
             else result = await runJava(bootstrap, kafka, w);
             const [p, c] = result;
             log(
-              `  round ${round + 1} ${LABELS[contestant]}: produce ${fmt(p.records / p.seconds)} rec/s, consume ${fmt(c.records / c.seconds)} rec/s`,
+              `  round ${round + 1} ${LABELS[contestant]}: produce ${fmt(p.records / p.seconds)} rec/s, consume ${fmt(c.records / c.seconds)} rec/s${p.cpuMicros === undefined ? '' : ` (client CPU µs/record: ${fmt(p.cpuMicros / p.records, 2)}, ${fmt(c.cpuMicros! / c.records, 2)})`}`,
             );
             runs.set(contestant, [...(runs.get(contestant) ?? []), result]);
           }
@@ -487,6 +511,14 @@ export async function runTransportBench(args: string[]): Promise<void> {
             produce: pick(0),
             consume: pick(1),
             rounds: list.map(([p, c]) => [rate(p).recordsPerSec, rate(c).recordsPerSec]),
+            ...(list[0]![0].cpuMicros === undefined
+              ? {}
+              : {
+                  cpuPerRecord: [
+                    median(list.map(([p]) => p.cpuMicros! / p.records)),
+                    median(list.map(([, c]) => c.cpuMicros! / c.records)),
+                  ] as [number, number],
+                }),
           });
         }
       }

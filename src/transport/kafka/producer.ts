@@ -173,9 +173,13 @@ export class KafkaProducer implements Producer {
 
   /** Validates, resolves partitions (creating topics when allowed) and serialises. */
   async #prepare(records: ProduceRecord[]): Promise<Prepared[]> {
-    records.forEach(validateRecord);
+    const topics = new Set<string>();
+    for (let i = 0; i < records.length; i++) {
+      validateRecord(records[i]!, i);
+      topics.add(records[i]!.topic);
+    }
     const counts = new Map<string, number>();
-    for (const topic of new Set(records.map((r) => r.topic))) {
+    for (const topic of topics) {
       counts.set(topic, await this.#transport.partitionCount(topic, this.#options.autoCreateTopics === true));
     }
     const now = Date.now();
@@ -234,8 +238,28 @@ export class KafkaProducer implements Producer {
    */
   #plan(records: Prepared[]): Prepared[][] {
     const limit = this.#transport.config.maxBatchBytes;
-    const slots = new Map<string, Map<number, { batches: Prepared[][]; used: number }>>();
+    type Slot = { batches: Prepared[][]; used: number };
+    const slots = new Map<string, Map<number, Slot>>();
+    let last: Prepared | undefined;
+    let lastSlot: Slot | undefined;
     for (const r of records) {
+      // records usually come in runs of one partition: skip the lookups then
+      if (
+        last !== undefined &&
+        lastSlot !== undefined &&
+        r.partition === last.partition &&
+        r.topic === last.topic
+      ) {
+        let batch = lastSlot.batches[lastSlot.batches.length - 1]!;
+        if (batch.length > 0 && lastSlot.used + r.size > limit) {
+          batch = [];
+          lastSlot.batches.push(batch);
+          lastSlot.used = BATCH_OVERHEAD;
+        }
+        batch.push(r);
+        lastSlot.used += r.size;
+        continue;
+      }
       let byPartition = slots.get(r.topic);
       if (byPartition === undefined) {
         byPartition = new Map();
@@ -254,6 +278,8 @@ export class KafkaProducer implements Producer {
       }
       batch.push(r);
       slot.used += r.size;
+      last = r;
+      lastSlot = slot;
     }
     const requests: Prepared[][] = [];
     for (const byPartition of slots.values()) {
@@ -338,10 +364,13 @@ export class KafkaProducer implements Producer {
         try {
           const client = this.#client_();
           const meta = await this.#produce(all, (messages) => client.send({ messages }));
-          let at = 0;
-          for (const p of round) {
-            p.resolve(meta.slice(at, at + p.records.length));
-            at += p.records.length;
+          if (round.length === 1) round[0]!.resolve(meta);
+          else {
+            let at = 0;
+            for (const p of round) {
+              p.resolve(meta.slice(at, at + p.records.length));
+              at += p.records.length;
+            }
           }
         } catch (err) {
           const topics = [...new Set(all.map((r) => r.topic))].join(', ');
