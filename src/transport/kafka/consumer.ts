@@ -708,6 +708,7 @@ export class KafkaConsumer implements Consumer {
   async #fetchFrom(node: number, parts: PartState[], metadata: ClusterMetadata): Promise<void> {
     const cfg = this.#transport.config;
     const requested = parts.map((st) => ({ st, epoch: st.epoch, offset: st.fetchOffset }));
+    const byKey = new Map(requested.map((r) => [tpKey(r.st.topic, r.st.partition), r]));
     const topicIds = new Map<string, string>();
     const topics = new Map<string, FetchRequestTopic>();
     for (const { st, offset } of requested) {
@@ -746,7 +747,7 @@ export class KafkaConsumer implements Consumer {
       const topic = topicIds.get(t.topicId) ?? t.topicId;
       for (const p of t.partitions) {
         const key = tpKey(topic, p.partitionIndex);
-        const req = requested.find((r) => r.st.topic === topic && r.st.partition === p.partitionIndex);
+        const req = byKey.get(key);
         const st = this.#parts.get(key);
         // stale: reassigned, seeked or reset since the request left
         if (!req || st !== req.st || st.epoch !== req.epoch || st.fetchOffset !== req.offset || !st.ready)
@@ -770,12 +771,13 @@ export class KafkaConsumer implements Consumer {
       }
     }
     if (resets.length > 0) await this.#resetOffsets(resets).catch((err: unknown) => this.#fetchError(err));
-    if (failure !== undefined && response === undefined) {
+    if (delivered) this.#notify();
+    if (failure !== undefined) {
+      // leader moved, topic deleted, connection lost…: report what must be reported, refresh metadata, back off
       this.#fetchError(failure);
       this.#client.clearMetadata();
       await sleep(250);
     }
-    if (delivered) this.#notify();
   }
 
   /** OFFSET_OUT_OF_RANGE (retention deleted the position, or an explicit offset past the end): apply resetTo. */
