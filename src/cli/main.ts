@@ -2,9 +2,11 @@
 import { Command, CommanderError } from 'commander';
 import { registerConsumeCommand } from './commands/consume.ts';
 import { registerDemoCommand } from './commands/demo.ts';
+import { registerDownloadCommand } from './commands/download.ts';
 import { registerGroupCommands } from './commands/groups.ts';
 import { registerProduceCommand } from './commands/produce.ts';
 import { registerTopicCommands } from './commands/topics.ts';
+import { registerUploadCommands } from './commands/upload.ts';
 import { reportError } from './common.ts';
 
 export function buildProgram(): Command {
@@ -31,6 +33,8 @@ OpenMSIStream config file with --config FILE.`,
   registerConsumeCommand(program);
   registerGroupCommands(program);
   registerDemoCommand(program);
+  registerUploadCommands(program);
+  registerDownloadCommand(program);
   return program;
 }
 

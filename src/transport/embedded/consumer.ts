@@ -35,6 +35,21 @@ interface Assigned {
 
 const tpKey = (topic: string, partition: number): string => `${partition}\u0000${topic}`;
 
+const HOST = hostname();
+
+/** Member ids are `<host>-<pid>-<random>`; true when the member ran on this host and its process has exited. */
+export function processIsGone(memberId: string): boolean {
+  if (!memberId.startsWith(`${HOST}-`)) return false;
+  const pid = Number(memberId.slice(HOST.length + 1).split('-')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 export class EmbeddedConsumer implements Consumer {
   readonly transport: EmbeddedTransport;
   readonly groupId: string;
@@ -78,7 +93,7 @@ export class EmbeddedConsumer implements Consumer {
     this.options = options;
     this.groupId = options.groupId;
     this.topics = [...new Set(options.topics)].sort();
-    this.memberId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.memberId = `${HOST}-${process.pid}-${randomBytes(4).toString('hex')}`;
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? transport.sessionTimeoutMs;
     this.heartbeatIntervalMs =
       options.heartbeatIntervalMs ?? Math.min(3000, Math.max(50, this.sessionTimeoutMs / 3));
@@ -157,6 +172,15 @@ export class EmbeddedConsumer implements Consumer {
         )
         .run(g, me, JSON.stringify(this.topics), expires);
       store.stmt('DELETE FROM members WHERE group_id = ? AND expires_at < ?').run(g, now);
+      // a member on this machine whose process is gone is dead now, not when its lease runs out
+      for (const m of store.stmt('SELECT member_id FROM members WHERE group_id = ?').all(g) as Array<{
+        member_id: string;
+      }>) {
+        if (m.member_id !== me && processIsGone(m.member_id)) {
+          store.stmt('DELETE FROM members WHERE group_id = ? AND member_id = ?').run(g, m.member_id);
+          store.stmt('DELETE FROM owners WHERE group_id = ? AND member_id = ?').run(g, m.member_id);
+        }
+      }
       store.stmt('DELETE FROM owners WHERE group_id = ? AND expires_at < ?').run(g, now);
       store.stmt('UPDATE owners SET expires_at = ? WHERE group_id = ? AND member_id = ?').run(expires, g, me);
       const members = store

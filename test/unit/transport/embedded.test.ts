@@ -63,7 +63,7 @@ describe('embedded transport', () => {
   );
 
   it(
-    'hands a killed member’s partitions to a live one after the session timeout, from its commits',
+    'hands a killed member’s partitions to a live one at once (its process is gone), from its commits',
     {
       timeout: 60_000,
     },
@@ -93,6 +93,42 @@ describe('embedded transport', () => {
       await tr.producer().send([0, 1, 2].map((p) => ({ topic: 'lease', partition: p, value: `new-${p}` })));
       const got = await readN(c, 3);
       assert.deepEqual(got.map((r) => r.value!.toString()).sort(), ['new-0', 'new-1', 'new-2']);
+      await tr.close();
+    },
+  );
+
+  it(
+    'takes over partitions of a member on another host only when its lease runs out',
+    { timeout: 60_000 },
+    async () => {
+      const path = fresh();
+      const tr = await openEmbeddedTransport({ path });
+      await tr.createTopic({ name: 'remote', partitions: 2 });
+      const db = new DatabaseSync(path);
+      const until = Date.now() + 1500;
+      db.prepare('INSERT INTO members (group_id, member_id, topics, expires_at) VALUES (?, ?, ?, ?)').run(
+        'rg',
+        'other-host-1-ab',
+        '["remote"]',
+        until,
+      );
+      for (const p of [0, 1]) {
+        db.prepare(
+          'INSERT INTO owners (group_id, topic, partition, member_id, expires_at) VALUES (?, ?, ?, ?, ?)',
+        ).run('rg', 'remote', p, 'other-host-1-ab', until);
+      }
+      db.close();
+      const c = tr.consumer({ groupId: 'rg', topics: ['remote'], sessionTimeoutMs: 1000 });
+      await c.poll({ timeoutMs: 200 });
+      assert.ok(
+        Date.now() < until && c.assignment().length < 2,
+        'the leases of a live-looking member are respected',
+      );
+      await eventually(async () => {
+        await c.poll({ timeoutMs: 100 });
+        return c.assignment().length === 2;
+      }, 'the partitions to move once the lease expired');
+      assert.ok(Date.now() >= until);
       await tr.close();
     },
   );

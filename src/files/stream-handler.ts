@@ -1,0 +1,410 @@
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { describeError, isSluiceError, SluiceError } from '../errors.ts';
+import type { Heartbeats } from '../runtime/heartbeat.ts';
+import type { ConsumedRecord, Consumer, TopicPartition, Transport } from '../transport/types.ts';
+import { type DataFileChunk, decodeChunk } from './chunk-codec.ts';
+import { DOWNLOAD_CODES, DownloadDataFile, type DownloadMode } from './download-data-file.ts';
+import { quarantineRecord } from './quarantine.ts';
+import {
+  CONSUMER_IN_PROGRESS_COLUMNS,
+  type ConsumerStatus,
+  consumingInProgressName,
+  LOGS_DIR_NAME,
+} from './registry/names.ts';
+import { type Row, readRegistry, writeRegistryAtomic } from './registry/table.ts';
+import { applyFilenameAppend, resolveChunkPath } from './safe-path.ts';
+
+/**
+ * The engine under every program that rebuilds files from a chunk topic (download-dir, processors,
+ * reproducers). It reads chunks with one consumer, rebuilds each file with a `DownloadDataFile`, and hands every
+ * completed file to `onFileComplete`.
+ *
+ * Crash safety, the rule: a partition's committed offset never passes the oldest chunk of a file that is not
+ * finished yet. After `kill -9`, a restart with the same group re-reads every chunk of every unfinished file,
+ * so every file still completes. Chunks of files finished before the crash may be read again; a file whose
+ * finished copy is already on disk with the same SHA-512 is recognised and skipped, not rebuilt.
+ * Offsets are committed at checkpoints (every `checkpointIntervalMs`, on revocation and at shutdown), after the
+ * registry is written.
+ *
+ * Bad messages (undecodable, wrong hash, unsafe path, contradicting chunks) are quarantined with their
+ * coordinates, logged, and committed past: they never stop the stream and never write outside the output dir.
+ */
+
+export type FileOutcomeStatus = 'completed' | 'already_present' | 'mismatched_hash' | 'failed';
+
+export interface FileOutcome {
+  status: FileOutcomeStatus;
+  relativeFilepath: string;
+  fullFilepath: string;
+  bytes: number;
+  chunks: number;
+  reason?: string;
+}
+
+export interface StreamHandlerOptions {
+  transport: Transport;
+  topic: string;
+  groupId: string;
+  outputDir: string;
+  mode: DownloadMode;
+  logger: Logger;
+  /** Only files whose relative path matches are rebuilt; the others' chunks are passed over (and committed). */
+  downloadRegex?: RegExp;
+  heartbeats?: Heartbeats;
+  /** Default 1000 ms. */
+  checkpointIntervalMs?: number;
+  sessionTimeoutMs?: number;
+  /** Create the topic when it does not exist yet (otherwise a clear error). */
+  autoCreateTopic?: boolean;
+}
+
+export interface StreamSummary {
+  filesCompleted: number;
+  filesSkipped: number;
+  filesFailed: number;
+  messagesRead: number;
+  messagesQuarantined: number;
+  bytesWritten: number;
+}
+
+interface RegistryEntry {
+  row: Row;
+}
+
+export class DataFileStreamHandler extends EventEmitter {
+  protected readonly options: StreamHandlerOptions;
+  protected readonly log: Logger;
+  private consumer: Consumer | undefined;
+  private readonly inProgress = new Map<string, DownloadDataFile>();
+  /** Next offset after the last record handled, per partition. */
+  private readonly positions = new Map<number, number>();
+  /** Finished copies already on disk: relative path → size, mtime and SHA-512 seen. */
+  private readonly onDisk = new Map<string, { size: number; mtimeMs: number; hash: string }>();
+  private readonly registry = new Map<string, RegistryEntry>();
+  private registryDirty = false;
+  private lastCheckpoint = Date.now();
+  readonly summary: StreamSummary = {
+    filesCompleted: 0,
+    filesSkipped: 0,
+    filesFailed: 0,
+    messagesRead: 0,
+    messagesQuarantined: 0,
+    bytesWritten: 0,
+  };
+
+  constructor(options: StreamHandlerOptions) {
+    super();
+    this.options = options;
+    this.log = options.logger;
+  }
+
+  /** Called for every file rebuilt and verified. Throw (or reject) to mark the file failed. */
+  protected async onFileComplete(_file: DownloadDataFile): Promise<void> {}
+
+  get registryPath(): string {
+    return join(
+      this.options.outputDir,
+      LOGS_DIR_NAME,
+      consumingInProgressName(this.options.topic, this.options.groupId),
+    );
+  }
+
+  /** Consumes until `signal` aborts, then checkpoints, closes the consumer and returns what happened. */
+  async run(signal: AbortSignal): Promise<StreamSummary> {
+    const o = this.options;
+    await mkdir(join(o.outputDir, LOGS_DIR_NAME), { recursive: true });
+    for (const row of await readRegistry(this.registryPath, CONSUMER_IN_PROGRESS_COLUMNS)) {
+      this.registry.set(String(row.rel_filepath), { row });
+    }
+    const consumer = o.transport.consumer({
+      groupId: o.groupId,
+      topics: [o.topic],
+      sessionTimeoutMs: o.sessionTimeoutMs,
+      autoCreateTopics: o.autoCreateTopic,
+      onRevoke: (partitions) => this.revoked(partitions),
+    });
+    this.consumer = consumer;
+    this.log.info(
+      { topic: o.topic, group: o.groupId, outputDir: o.outputDir, transport: o.transport.kind },
+      `reading files from topic ${o.topic} as group ${o.groupId} into ${o.outputDir}`,
+    );
+    try {
+      // the poll timeout bounds how long a stop request waits
+      while (!signal.aborted) {
+        const batch = await consumer.poll({ timeoutMs: 500 });
+        for (const r of batch) await this.handle(r);
+        if (Date.now() - this.lastCheckpoint >= (o.checkpointIntervalMs ?? 1000)) await this.checkpoint();
+      }
+    } finally {
+      // close() revokes every partition: `revoked` checkpoints and drops unfinished files
+      await consumer.close();
+      await this.flushRegistry();
+    }
+    return this.summary;
+  }
+
+  private async handle(r: ConsumedRecord): Promise<void> {
+    this.summary.messagesRead += 1;
+    this.options.heartbeats?.add('n_messages_read');
+    this.options.heartbeats?.add('n_bytes_read', (r.key?.length ?? 0) + (r.value?.length ?? 0));
+    this.positions.set(r.partition, r.offset + 1);
+    let chunk: DataFileChunk | null;
+    let relative: string;
+    try {
+      chunk = decodeChunk(r.value);
+      if (chunk === null) return;
+      // checks the path before anything else touches the disk
+      resolveChunkPath(this.options.outputDir, chunk.subdirStr, chunk.filename, chunk.filenameAppend);
+      const name = applyFilenameAppend(chunk.filename, chunk.filenameAppend);
+      relative = chunk.subdirStr === '' ? name : `${chunk.subdirStr}/${name}`;
+    } catch (err) {
+      await this.quarantine(r, err);
+      return;
+    }
+    const regex = this.options.downloadRegex;
+    if (regex !== undefined && !regex.test(relative)) return;
+
+    let file = this.inProgress.get(relative);
+    if (file === undefined) {
+      if (await this.alreadyOnDisk(relative, chunk)) return;
+      file = new DownloadDataFile(chunk, { outputDir: this.options.outputDir, mode: this.options.mode });
+      this.inProgress.set(relative, file);
+      this.track(relative, chunk, 'in_progress');
+    }
+    let code: number;
+    try {
+      code = await file.addChunk(chunk, { topic: r.topic, partition: r.partition, offset: r.offset });
+    } catch (err) {
+      if (isSluiceError(err, 'SLUICE_IO')) throw err; // the output disk is the problem, not the message
+      await this.quarantine(r, err);
+      return;
+    }
+    this.touch(relative);
+    if (code === DOWNLOAD_CODES.FILE_SUCCESSFULLY_RECONSTRUCTED) {
+      this.inProgress.delete(relative);
+      await this.completed(file);
+    } else if (code === DOWNLOAD_CODES.FILE_HASH_MISMATCH) {
+      this.inProgress.delete(relative);
+      this.summary.filesFailed += 1;
+      this.setStatus(relative, 'mismatched_hash');
+      this.log.error(
+        { file: relative, partition: r.partition, offset: r.offset },
+        `rejected ${relative}: its chunks rebuilt a file whose SHA-512 differs from the one announced; nothing was written. Re-upload the file.`,
+      );
+      this.emit('file', {
+        status: 'mismatched_hash',
+        relativeFilepath: relative,
+        fullFilepath: file.fullFilepath,
+        bytes: 0,
+        chunks: file.nTotalChunks,
+      } satisfies FileOutcome);
+    }
+  }
+
+  private async completed(file: DownloadDataFile): Promise<void> {
+    const bytes =
+      (await stat(file.fullFilepath).catch(() => undefined))?.size ?? file.bytestring?.length ?? 0;
+    try {
+      await this.onFileComplete(file);
+    } catch (err) {
+      this.summary.filesFailed += 1;
+      this.setStatus(file.relativeFilepath, 'failed');
+      this.log.error(
+        { file: file.relativeFilepath, err: describeError(err) },
+        `processing ${file.relativeFilepath} failed`,
+      );
+      this.emit('file', {
+        status: 'failed',
+        relativeFilepath: file.relativeFilepath,
+        fullFilepath: file.fullFilepath,
+        bytes,
+        chunks: file.nTotalChunks,
+        reason: describeError(err),
+      } satisfies FileOutcome);
+      return;
+    }
+    this.summary.filesCompleted += 1;
+    this.summary.bytesWritten += bytes;
+    this.options.heartbeats?.add('n_messages_processed', file.nTotalChunks);
+    this.options.heartbeats?.add('n_bytes_processed', bytes);
+    this.untrack(file.relativeFilepath);
+    if (this.options.mode !== 'memory') {
+      const s = await stat(file.fullFilepath);
+      this.onDisk.set(file.relativeFilepath, {
+        size: s.size,
+        mtimeMs: s.mtimeMs,
+        hash: file.fileHash!.toString('hex'),
+      });
+    }
+    this.log.info(
+      { file: file.relativeFilepath, bytes, chunks: file.nTotalChunks },
+      `rebuilt ${file.relativeFilepath} (${file.nTotalChunks} chunk${file.nTotalChunks === 1 ? '' : 's'}, ${bytes} bytes, SHA-512 verified)`,
+    );
+    this.emit('file', {
+      status: 'completed',
+      relativeFilepath: file.relativeFilepath,
+      fullFilepath: file.fullFilepath,
+      bytes,
+      chunks: file.nTotalChunks,
+    } satisfies FileOutcome);
+  }
+
+  /**
+   * Whether a verified copy of this exact file (same SHA-512) is already at its final path: then its chunks,
+   * re-read after a restart, are passed over instead of starting a rebuild that could never finish.
+   */
+  private async alreadyOnDisk(relative: string, chunk: DataFileChunk): Promise<boolean> {
+    if (this.options.mode === 'memory') return false;
+    const full = resolveChunkPath(
+      this.options.outputDir,
+      chunk.subdirStr,
+      chunk.filename,
+      chunk.filenameAppend,
+    );
+    const s = await stat(full).catch(() => undefined);
+    if (s === undefined || !s.isFile()) return false;
+    let known = this.onDisk.get(relative);
+    if (known === undefined || known.size !== s.size || known.mtimeMs !== s.mtimeMs) {
+      const hash = createHash('sha512');
+      for await (const block of createReadStream(full)) hash.update(block as Buffer);
+      known = { size: s.size, mtimeMs: s.mtimeMs, hash: hash.digest('hex') };
+      this.onDisk.set(relative, known);
+    }
+    if (known.hash !== Buffer.from(chunk.fileHash).toString('hex')) return false;
+    if (!this.skippedOnce.has(relative)) {
+      this.skippedOnce.add(relative);
+      this.summary.filesSkipped += 1;
+      this.log.info(
+        { file: relative },
+        `${relative} is already here with the same SHA-512; its chunks are passed over`,
+      );
+      this.emit('file', {
+        status: 'already_present',
+        relativeFilepath: relative,
+        fullFilepath: full,
+        bytes: s.size,
+        chunks: chunk.nTotalChunks,
+      } satisfies FileOutcome);
+    }
+    return true;
+  }
+
+  private readonly skippedOnce = new Set<string>();
+
+  private async quarantine(r: ConsumedRecord, err: unknown): Promise<void> {
+    this.summary.messagesQuarantined += 1;
+    const entry = await quarantineRecord(this.options.outputDir, r, err);
+    this.log.error(
+      { topic: r.topic, partition: r.partition, offset: r.offset, code: entry.code },
+      `quarantined message ${r.topic}[${r.partition}]@${r.offset}: ${entry.reason}`,
+    );
+  }
+
+  // ---- offsets ---------------------------------------------------------------------------------------------------
+
+  /**
+   * Per partition: the oldest chunk of an unfinished file, or else the position. Committing these can never
+   * skip a chunk that an unfinished file still needs.
+   */
+  safeOffsets(partitions?: TopicPartition[]): Array<{ topic: string; partition: number; offset: number }> {
+    const floor = new Map<number, number>();
+    for (const file of this.inProgress.values()) {
+      for (const m of file.sourceMessages) {
+        const f = floor.get(m.partition);
+        if (f === undefined || m.offset < f) floor.set(m.partition, m.offset);
+      }
+    }
+    const wanted = partitions?.map((p) => p.partition) ?? [...this.positions.keys()];
+    const out: Array<{ topic: string; partition: number; offset: number }> = [];
+    for (const p of wanted) {
+      const pos = this.positions.get(p);
+      if (pos === undefined) continue;
+      out.push({ topic: this.options.topic, partition: p, offset: Math.min(pos, floor.get(p) ?? pos) });
+    }
+    return out;
+  }
+
+  async checkpoint(partitions?: TopicPartition[]): Promise<void> {
+    this.lastCheckpoint = Date.now();
+    await this.flushRegistry();
+    const offsets = this.safeOffsets(partitions);
+    if (offsets.length > 0 && this.consumer !== undefined) await this.consumer.commit(offsets);
+  }
+
+  private async revoked(partitions: TopicPartition[]): Promise<void> {
+    const mine = partitions.filter((p) => p.topic === this.options.topic);
+    try {
+      await this.checkpoint(mine);
+    } catch (err) {
+      this.log.warn({ err: describeError(err) }, 'could not commit offsets while giving up partitions');
+    }
+    const gone = new Set(mine.map((p) => p.partition));
+    for (const [relative, file] of this.inProgress) {
+      if (file.sourceMessages.some((m) => gone.has(m.partition))) {
+        // its chunks in those partitions will be read again by whoever gets them (the commit is below them)
+        this.inProgress.delete(relative);
+        await file.abort();
+      }
+    }
+    for (const p of gone) this.positions.delete(p);
+  }
+
+  // ---- registry --------------------------------------------------------------------------------------------------
+
+  private track(relative: string, chunk: DataFileChunk, status: ConsumerStatus): void {
+    const now = new Date();
+    const name = applyFilenameAppend(chunk.filename, chunk.filenameAppend);
+    this.registry.set(relative, {
+      row: {
+        filename: name,
+        rel_filepath: relative,
+        status,
+        n_chunks: chunk.nTotalChunks,
+        first_message: now,
+        most_recent_message: now,
+      },
+    });
+    this.registryDirty = true;
+  }
+
+  private touch(relative: string): void {
+    const e = this.registry.get(relative);
+    if (e !== undefined) e.row.most_recent_message = new Date();
+  }
+
+  private setStatus(relative: string, status: ConsumerStatus): void {
+    const e = this.registry.get(relative);
+    if (e !== undefined) {
+      e.row.status = status;
+      this.registryDirty = true;
+    }
+  }
+
+  private untrack(relative: string): void {
+    if (this.registry.delete(relative)) this.registryDirty = true;
+  }
+
+  async flushRegistry(): Promise<void> {
+    if (!this.registryDirty) return;
+    this.registryDirty = false;
+    try {
+      await writeRegistryAtomic(
+        this.registryPath,
+        CONSUMER_IN_PROGRESS_COLUMNS,
+        [...this.registry.values()].map((e) => e.row),
+      );
+    } catch (err) {
+      this.registryDirty = true;
+      throw new SluiceError(
+        'SLUICE_REGISTRY',
+        `Cannot write the registry ${this.registryPath} (${describeError(err)}). Check free space and permissions of the output directory.`,
+        { cause: err },
+      );
+    }
+  }
+}
