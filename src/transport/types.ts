@@ -124,6 +124,11 @@ export interface ConsumerOptions {
   heartbeatIntervalMs?: number;
   /** Upper bound on records returned by one `poll()`. Default 500. */
   maxPollRecords?: number;
+  /**
+   * Soft upper bound on the bytes (keys + values) one `poll()` returns and the consumer buffers ahead; at least
+   * one record is always returned. Keeps memory flat when records are large (file chunks). Default 16 MiB.
+   */
+  maxPollBytes?: number;
   /** Default `read_committed`: records of aborted or open transactions are never returned. */
   isolation?: 'read_committed' | 'read_uncommitted';
   /** Called before records of newly assigned partitions are returned. */

@@ -59,6 +59,7 @@ export class EmbeddedConsumer implements Consumer {
   private readonly sessionTimeoutMs: number;
   private readonly heartbeatIntervalMs: number;
   private readonly maxPollRecords: number;
+  private readonly maxPollBytes: number;
   private readonly assigned = new Map<string, Assigned>();
   private readonly pausedSet = new Set<string>();
   /** Records fetched but not yet handed out (the iterator hands them out one by one). */
@@ -98,6 +99,7 @@ export class EmbeddedConsumer implements Consumer {
     this.heartbeatIntervalMs =
       options.heartbeatIntervalMs ?? Math.min(3000, Math.max(50, this.sessionTimeoutMs / 3));
     this.maxPollRecords = options.maxPollRecords ?? 500;
+    this.maxPollBytes = options.maxPollBytes ?? 16 * 1024 * 1024;
     if (!(this.heartbeatIntervalMs < this.sessionTimeoutMs)) {
       throw new SluiceError(
         'SLUICE_CONFIG_INVALID',
@@ -375,12 +377,19 @@ export class EmbeddedConsumer implements Consumer {
     if (parts.length === 0) return;
     const startAt = this.rotate++ % parts.length;
     let n = 0;
+    let bytes = 0;
     this.transport.store.read(() => {
-      for (let i = 0; i < parts.length && n < max; i++) {
+      for (let i = 0; i < parts.length && n < max && bytes < this.maxPollBytes; i++) {
         const a = parts[(startAt + i) % parts.length]![1];
-        const rows = this.fetchStmt.all(a.tid, a.partition, a.fetch, max - n) as unknown as Array<
+        const rows: Array<[number, number, Uint8Array | null, Uint8Array | null, Uint8Array | null]> = [];
+        // iterate, not all(): stop reading large values once the byte budget is spent
+        for (const row of this.fetchStmt.iterate(a.tid, a.partition, a.fetch, max - n) as Iterable<
           [number, number, Uint8Array | null, Uint8Array | null, Uint8Array | null]
-        >;
+        >) {
+          rows.push(row);
+          bytes += (row[2]?.length ?? 0) + (row[3]?.length ?? 0);
+          if (bytes >= this.maxPollBytes) break;
+        }
         if (rows.length === 0) {
           const b = this.transport.store
             .stmt('SELECT start_offset FROM partitions WHERE tid = ? AND partition = ?')

@@ -189,6 +189,27 @@ describe('embedded transport', () => {
     await tr.close();
   });
 
+  it('bounds the bytes one poll returns, but always returns at least one record', async () => {
+    const tr = await openEmbeddedTransport({ path: fresh() });
+    await tr.createTopic({ name: 'big', partitions: 1 });
+    await tr
+      .producer()
+      .send(Array.from({ length: 6 }, () => ({ topic: 'big', value: Buffer.alloc(1024 * 1024) })));
+    const c = tr.consumer({ groupId: 'g', topics: ['big'], maxPollBytes: 2.5 * 1024 * 1024 });
+    await c.waitForAssignment();
+    const sizes: number[] = [];
+    for (let i = 0; i < 10 && sizes.reduce((a, b) => a + b, 0) < 6; i++)
+      sizes.push((await c.poll({ timeoutMs: 200 })).length);
+    assert.ok(
+      sizes.every((n) => n <= 3),
+      `polls returned ${sizes.join(', ')} records`,
+    );
+    const tiny = tr.consumer({ groupId: 'g2', topics: ['big'], maxPollBytes: 1 });
+    await tiny.waitForAssignment();
+    assert.equal((await tiny.poll({ timeoutMs: 500 })).length, 1);
+    await tr.close();
+  });
+
   it('refuses a corrupt database file with a clear error and leaves it untouched', async () => {
     const path = fresh();
     const garbage = Buffer.from('this is not a sqlite database, but somebody’s notes\n'.repeat(200));
