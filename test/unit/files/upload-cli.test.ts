@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { main } from '../../../src/cli/main.ts';
+import { PRODUCER_COMPLETED_COLUMNS } from '../../../src/files/registry/names.ts';
+import { type ColumnSpec, readRegistry } from '../../../src/files/registry/table.ts';
+import { openEmbeddedTransport } from '../../../src/transport/embedded/index.ts';
+import { sha512 } from './chunk-helpers.ts';
+import { readChunks, tempDir } from './upload-helpers.ts';
+
+const tmp = tempDir('upload-cli');
+after(() => tmp.cleanup());
+const brokerPath = join(tmp.dir, 'broker.db');
+const broker = `file:${brokerPath}`;
+
+/** Runs the CLI in this process; returns the exit code and what it wrote to stderr. */
+async function sluice(...args: string[]): Promise<{ code: number; stderr: string }> {
+  const write = process.stderr.write;
+  let stderr = '';
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr += chunk.toString();
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    return {
+      code: await main(['node', 'sluice', ...args, '--broker', broker, '--log-level', 'silent']),
+      stderr,
+    };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
+async function chunksOf(topic: string) {
+  const t = await openEmbeddedTransport({ path: brokerPath });
+  try {
+    return await readChunks(t, topic);
+  } finally {
+    await t.close();
+  }
+}
+
+describe('sluice upload-file', () => {
+  test('uploads every chunk and exits 0; dashed option spellings work too', async () => {
+    const file = join(tmp.dir, 'scan.tif');
+    const content = randomBytes(100_000);
+    writeFileSync(file, content);
+    const a1 = await sluice(
+      'upload-file',
+      file,
+      '--topic_name',
+      'cli-a',
+      '--chunk_size',
+      '16384',
+      '--auto-create',
+    );
+    assert.equal(a1.code, 0, a1.stderr);
+    const b1 = await sluice(
+      'upload-file',
+      file,
+      '--topic-name',
+      'cli-b',
+      '--chunk-size',
+      '65536',
+      '--auto-create',
+    );
+    assert.equal(b1.code, 0, b1.stderr);
+    const a = await chunksOf('cli-a');
+    const b = await chunksOf('cli-b');
+    assert.equal(a.length, 7);
+    assert.equal(b.length, 2);
+    for (const c of [...a, ...b]) {
+      assert.deepEqual(c.chunk.fileHash, sha512(content));
+      assert.equal(c.chunk.subdirStr, '');
+    }
+  });
+
+  test('exits non-zero when chunks cannot be delivered, the chunk size is invalid, or the file is missing', async () => {
+    const file = join(tmp.dir, 'x.dat');
+    writeFileSync(file, 'x');
+    const noTopic = await sluice('upload-file', file, '--topic_name', 'never-created');
+    assert.equal(noTopic.code, 1);
+    assert.match(noTopic.stderr, /chunk 1\/1 of .*x\.dat.*does not exist.*\[SLUICE_DELIVERY_FAILED\]/);
+    const badSize = await sluice('upload-file', file, '--chunk_size', '1000', '--auto-create');
+    assert.notEqual(badSize.code, 0);
+    assert.match(badSize.stderr, /--chunk_size.*not a power of two/);
+    const missing = await sluice('upload-file', join(tmp.dir, 'missing.dat'), '--auto-create');
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /missing\.dat.*Pass the path of an existing file/);
+    assert.equal((await chunksOf('test')).length, 0);
+  });
+});
+
+describe('sluice upload-dir', () => {
+  test(
+    'uploads a new file, stops gracefully on SIGTERM, exits 0 with the registry written',
+    { timeout: 30_000 },
+    async () => {
+      const dir = join(tmp.dir, 'watched');
+      mkdirSync(dir);
+      const bin = join(import.meta.dirname, '..', '..', '..', 'bin', 'sluice.js');
+      const child = spawn(
+        process.execPath,
+        [
+          bin,
+          'upload-dir',
+          dir,
+          '--topic_name',
+          'cli-dir',
+          '--auto-create',
+          '--watchdog_lag_time',
+          '0.1',
+          '--broker',
+          broker,
+          '--log-format',
+          'json',
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SLUICE_BROKER: '' } },
+      );
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const messages: string[] = [];
+      let buffered = '';
+      const waiters: Array<{ re: RegExp; resolve: () => void }> = [];
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (text: string) => {
+        buffered += text;
+        const lines = buffered.split('\n');
+        buffered = lines.pop() as string;
+        for (const line of lines) {
+          const msg = (JSON.parse(line) as { msg: string }).msg;
+          messages.push(msg);
+          for (const w of waiters.filter((x) => x.re.test(msg))) w.resolve();
+        }
+      });
+      const logged = (re: RegExp): Promise<void> =>
+        messages.some((m) => re.test(m))
+          ? Promise.resolve()
+          : new Promise((resolve) => waiters.push({ re, resolve }));
+
+      await logged(/^watching /);
+      writeFileSync(join(dir, 'new.dat'), 'fresh data');
+      await logged(/^uploaded new\.dat: 1 chunk, 10 bytes in \d+ ms$/);
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, messages.join('\n'));
+      assert.ok(messages.some((m) => /^stopped: 1 file\(s\), 1 chunk\(s\), 10 bytes uploaded$/.test(m)));
+      const rows = await readRegistry(
+        join(dir, 'LOGS', 'uploaded_to_cli-dir.csv'),
+        PRODUCER_COMPLETED_COLUMNS as ColumnSpec[],
+      );
+      assert.deepEqual(
+        rows.map((r) => r.rel_filepath),
+        ['new.dat'],
+      );
+      assert.equal((await chunksOf('cli-dir')).length, 1);
+    },
+  );
+});
