@@ -214,6 +214,7 @@ export interface UploadResult {
   recordBytes: number;
   /** Retries needed (0 when every chunk went through at once). */
   retries: number;
+  /** Time of `upload()`, including the hashing pass when `prepare()` had not been called before. */
   durationMs: number;
   fileHash: Buffer;
 }

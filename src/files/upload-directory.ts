@@ -543,6 +543,13 @@ export class DataFileUploadDirectory extends EventEmitter<DataFileUploadDirector
     this.queued.add(job.rel);
     this.queue.push(job);
     this.log.info({ file: job.rel, reason: job.reason }, `queued ${job.rel} (${job.reason})`);
+    if (job.rel.includes('\\')) {
+      this.log.warn(
+        { file: job.rel },
+        `${job.rel} has a backslash in its name: sluice consumers quarantine such paths (on Windows it is a ` +
+          'separator); rename the file if it must be downloaded by sluice',
+      );
+    }
     if (!job.resume) void this.registry.journal({ rel: job.rel, state: 'queued' });
     this.emit('queued', { relPath: job.rel, reason: job.reason });
     this.pump();

@@ -3,10 +3,12 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { main } from '../../../src/cli/main.ts';
 import { PRODUCER_COMPLETED_COLUMNS } from '../../../src/files/registry/names.ts';
 import { type ColumnSpec, readRegistry } from '../../../src/files/registry/table.ts';
+import { createProgress } from '../../../src/runtime/progress.ts';
 import { openEmbeddedTransport } from '../../../src/transport/embedded/index.ts';
 import { sha512 } from './chunk-helpers.ts';
 import { readChunks, tempDir } from './upload-helpers.ts';
@@ -157,4 +159,38 @@ describe('sluice upload-dir', () => {
       assert.equal((await chunksOf('cli-dir')).length, 1);
     },
   );
+});
+
+describe('upload-file progress bar', () => {
+  function fakeStream(isTTY: boolean): { stream: NodeJS.WriteStream; text: () => string } {
+    const pass = new PassThrough();
+    let out = '';
+    pass.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    Object.assign(pass, { isTTY, columns: 200 });
+    return { stream: pass as unknown as NodeJS.WriteStream, text: () => out };
+  }
+
+  test('draws on a terminal: bytes, percentage, MiB', async () => {
+    const { stream, text } = fakeStream(true);
+    const bar = createProgress({ label: 'scan.tif', total: 2 * 1024 * 1024, stream });
+    assert.equal(bar.active, true);
+    bar.increment(1024 * 1024);
+    bar.increment(1024 * 1024);
+    bar.stop();
+    bar.stop();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.match(text(), /scan\.tif \[#{30}\] 100% 2\.0\/2\.0 MiB/);
+  });
+
+  test('is a no-op when the stream is not a terminal', async () => {
+    const { stream, text } = fakeStream(false);
+    const bar = createProgress({ label: 'scan.tif', total: 10, stream });
+    assert.equal(bar.active, false);
+    bar.increment(10);
+    bar.stop();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(text(), '');
+  });
 });
