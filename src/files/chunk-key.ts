@@ -10,6 +10,9 @@
  * file; use the decoded `subdirStr` and `filename`.
  */
 
+import { partitionForKey } from '../transport/partitioner.ts';
+import type { Partitioner } from '../transport/types.ts';
+
 /** `<subdir with "/" → "_">_<filename>_chunk`; for a root-level file (`subdirStr === ''`): `_<filename>_chunk`. */
 export function keyPrefix(subdirStr: string, filename: string): string {
   return `${subdirStr.split('/').join('_')}_${filename}_chunk`;
@@ -28,3 +31,16 @@ export function chunkKey(subdirStr: string, filename: string, chunkI: number, nT
 export function resultKey(subdirStr: string, filename: string): string {
   return `${keyPrefix(subdirStr, filename)}_processing_result`;
 }
+
+const CHUNK_SUFFIX = /_chunk_\d+_of_\d+$/;
+
+/**
+ * The partitioner sluice's uploaders use: every chunk of a file goes to the partition Kafka's murmur2 picks for
+ * the file's key prefix, so one consumer of a group receives a whole file and several download processes can
+ * share a topic. (OpenMSIStream spreads a file's chunks over partitions by the full chunk key; sluice's
+ * consumers rebuild both layouts.) Keys that are not chunk keys (heartbeats) hash as they are.
+ */
+export const filePartitioner: Partitioner = (key, partitionCount) =>
+  key === null
+    ? 0
+    : partitionForKey(Buffer.from(key.toString('utf8').replace(CHUNK_SUFFIX, ''), 'utf8'), partitionCount);

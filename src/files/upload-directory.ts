@@ -34,6 +34,7 @@ import { Heartbeats, PROGRAM_COUNTERS, stableProgramId } from '../runtime/heartb
 import type { Logger } from '../runtime/logger.ts';
 import type { Producer, Transport } from '../transport/types.ts';
 import { DEFAULT_CHUNK_SIZE } from './chunk-codec.ts';
+import { filePartitioner } from './chunk-key.ts';
 import { LOGS_DIR_NAME } from './registry/names.ts';
 import {
   ByteBudget,
@@ -353,6 +354,7 @@ export class DataFileUploadDirectory extends EventEmitter<DataFileUploadDirector
     } else {
       this.producer = this.options.transport.producer({
         autoCreateTopics: this.options.autoCreateTopics ?? false,
+        partitioner: filePartitioner,
       });
       this.ownProducer = true;
     }

@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { describeError, SluiceError } from '../../errors.ts';
 import { DEFAULT_CHUNK_SIZE } from '../../files/chunk-codec.ts';
+import { filePartitioner } from '../../files/chunk-key.ts';
 import { checkChunkSize, UploadDataFile } from '../../files/upload-data-file.ts';
 import {
   DataFileUploadDirectory,
@@ -110,7 +111,7 @@ function commonUploadOptions(cmd: Command): Command {
     'chunks of one file between reading and acknowledgement (overrides --n_threads)',
     intArg('--max_in_flight', 1),
   );
-  cmd.option('--auto-create', 'create the topic if it does not exist');
+  cmd.option('--auto-create', 'create the topic if it does not exist (always on for the embedded broker)');
   return cmd;
 }
 
@@ -150,7 +151,10 @@ Examples:
     try {
       await withTransport(o, async (t) => {
         const upload = new UploadDataFile(filepath, { chunkSize });
-        const producer = t.producer({ autoCreateTopics: o.autoCreate === true });
+        const producer = t.producer({
+          autoCreateTopics: o.autoCreate === true || t.kind === 'embedded',
+          partitioner: filePartitioner,
+        });
         const t0 = performance.now();
         await upload.prepare();
         const hashMs = performance.now() - t0;
@@ -276,7 +280,7 @@ Examples:
                   programId: pick<string>(o, 'heartbeat_program_id'),
                   intervalSecs: pick<number>(o, 'heartbeat_interval_secs'),
                 },
-          autoCreateTopics: o.autoCreate === true,
+          autoCreateTopics: o.autoCreate === true || t.kind === 'embedded',
           logger: log,
         });
         await up.start();

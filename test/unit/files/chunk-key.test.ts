@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { chunkKey, keyPrefix, resultKey } from '../../../src/files/chunk-key.ts';
+import { describe, it, test } from 'node:test';
+import { chunkKey, filePartitioner, keyPrefix, resultKey } from '../../../src/files/chunk-key.ts';
+import { partitionForKey } from '../../../src/transport/partitioner.ts';
 
 test('chunk keys follow the spec examples', () => {
   assert.equal(chunkKey('', 'a.dat', 1, 3), '_a.dat_chunk_1_of_3');
@@ -45,4 +46,20 @@ test('a restart filter built from keyPrefix matches root-level and nested chunk 
 
 test('the key mapping is ambiguous, so keys must not identify files', () => {
   assert.equal(chunkKey('sub_dir', 'a.dat', 1, 1), chunkKey('sub/dir', 'a.dat', 1, 1));
+});
+
+describe('filePartitioner', () => {
+  it('sends every chunk of a file to one partition, the murmur2 partition of its key prefix', () => {
+    const keys = [1, 2, 3, 4, 5].map((i) => Buffer.from(chunkKey('run/7', 'scan.tif', i, 5)));
+    const parts = new Set(keys.map((k) => (filePartitioner as (k: Buffer, n: number) => number)(k, 12)));
+    assert.equal(parts.size, 1);
+    assert.equal([...parts][0], partitionForKey(Buffer.from('run_7_scan.tif'), 12));
+  });
+
+  it('spreads different files and hashes other keys whole', () => {
+    const p = filePartitioner as (k: Buffer, n: number) => number;
+    const files = Array.from({ length: 40 }, (_, i) => p(Buffer.from(chunkKey('', `f${i}.dat`, 1, 1)), 8));
+    assert.ok(new Set(files).size > 4);
+    assert.equal(p(Buffer.from('prog_heartbeat'), 8), partitionForKey(Buffer.from('prog_heartbeat'), 8));
+  });
 });

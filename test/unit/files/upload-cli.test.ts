@@ -28,7 +28,14 @@ async function sluice(...args: string[]): Promise<{ code: number; stderr: string
   }) as typeof process.stderr.write;
   try {
     return {
-      code: await main(['node', 'sluice', ...args, '--broker', broker, '--log-level', 'silent']),
+      code: await main([
+        'node',
+        'sluice',
+        ...args,
+        ...(args.includes('--broker') ? [] : ['--broker', broker]),
+        '--log-level',
+        'silent',
+      ]),
       stderr,
     };
   } finally {
@@ -83,9 +90,10 @@ describe('sluice upload-file', () => {
   test('exits non-zero when chunks cannot be delivered, the chunk size is invalid, or the file is missing', async () => {
     const file = join(tmp.dir, 'x.dat');
     writeFileSync(file, 'x');
-    const noTopic = await sluice('upload-file', file, '--topic_name', 'never-created');
-    assert.equal(noTopic.code, 1);
-    assert.match(noTopic.stderr, /chunk 1\/1 of .*x\.dat.*does not exist.*\[SLUICE_DELIVERY_FAILED\]/);
+    // on the embedded broker the topic is created on first use; a broker that cannot be reached fails clearly
+    const unreachable = await sluice('upload-file', file, '--broker', 'kafka://127.0.0.1:1');
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, /127\.0\.0\.1:1.*\[SLUICE_BROKER_UNREACHABLE\]/s);
     const badSize = await sluice('upload-file', file, '--chunk_size', '1000', '--auto-create');
     assert.notEqual(badSize.code, 0);
     assert.match(badSize.stderr, /--chunk_size.*not a power of two/);
