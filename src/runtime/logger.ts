@@ -34,6 +34,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l',
       ignore: 'pid,hostname',
       singleLine: true,
+      // the message says what happened; the structured fields are there in --log-format json
+      hideObject: true,
     }),
   );
 }
