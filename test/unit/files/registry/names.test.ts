@@ -19,7 +19,6 @@ import {
   uploadedPerProducerName,
   uploadInProgressName,
 } from '../../../../src/files/registry/names.ts';
-import { runPython, venvPython } from './python.ts';
 
 describe('registry file names', () => {
   test('producer side', () => {
@@ -163,38 +162,5 @@ describe('registry columns and statuses', () => {
         'producing_message_failed',
       ],
     );
-  });
-
-  test('column names and types match the upstream dataclasses', (t) => {
-    const python = venvPython(t);
-    if (!python) return;
-    const script = `
-import dataclasses, datetime, json, pathlib, sys, typing
-from openmsistream.data_file_io.actor.file_registry import producer_file_registry as p
-from openmsistream.data_file_io.actor.file_registry import stream_handler_registries as s
-def kind(tp):
-    if tp is str: return 'str'
-    if tp is pathlib.Path: return 'path'
-    if tp is int: return 'int'
-    if tp is datetime.datetime: return 'datetime'
-    if typing.get_origin(tp) is set and typing.get_args(tp) == (int,): return 'intset'
-    return repr(tp)
-cols = lambda dc: [{'name': f.name, 'type': kind(f.type)} for f in dataclasses.fields(dc)]
-json.dump({
-    'producerInProgress': cols(p.RegistryLineInProgress),
-    'producerCompleted': cols(p.RegistryLineCompleted),
-    'consumerInProgress': cols(s.StreamHandlerRegistryLineInProgress),
-    'consumerSucceeded': cols(s.StreamHandlerRegistryLineSucceeded),
-    'statuses': [s.StreamHandlerRegistry.IN_PROGRESS, s.StreamHandlerRegistry.MISMATCHED_HASH,
-                 s.StreamProcessorRegistry.FAILED, s.StreamReproducerRegistry.COMPUTING_RESULT_FAILED,
-                 s.StreamReproducerRegistry.PRODUCING_MESSAGE_FAILED],
-}, sys.stdout)
-`;
-    const py = runPython<Record<string, unknown>>(python, script, {});
-    assert.deepEqual(py.producerInProgress, PRODUCER_IN_PROGRESS_COLUMNS);
-    assert.deepEqual(py.producerCompleted, PRODUCER_COMPLETED_COLUMNS);
-    assert.deepEqual(py.consumerInProgress, CONSUMER_IN_PROGRESS_COLUMNS);
-    assert.deepEqual(py.consumerSucceeded, CONSUMER_SUCCEEDED_COLUMNS);
-    assert.deepEqual(py.statuses, [...CONSUMER_STATUSES]);
   });
 });

@@ -9,23 +9,18 @@ import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VENV = process.env.SLUICE_VENV ?? path.join(ROOT, '.venv');
 const PYTHON =
   process.platform === 'win32' ? path.join(VENV, 'Scripts', 'python.exe') : path.join(VENV, 'bin', 'python');
 
-/**
- * The venv's python, or undefined after skipping the test (outside CI) when the venv is absent. Under CI=true a
- * missing venv fails the test instead.
- */
-export function venvPython(t: TestContext): string | undefined {
+/** The venv's python; fails the test (never skips) when the venv is missing. */
+export function venvPython(_t?: TestContext): string {
   if (existsSync(PYTHON)) return PYTHON;
-  const reason =
+  assert.fail(
     `Python interop venv not found at ${PYTHON}: create it with "bash scripts/python-venv.sh" ` +
-    '(or point SLUICE_VENV at one) to run this cross-check against real Python';
-  if (process.env.CI === 'true') assert.fail(`${reason}. CI=true requires it.`);
-  t.skip(reason);
-  return undefined;
+      '(npm run test:integration does) or point SLUICE_VENV at one.',
+  );
 }
 
 /** Run `script` with `input` (JSON) on stdin; parse its stdout as JSON. Python's stderr is shown on failure. */
