@@ -11,7 +11,8 @@ import { addConnectionOptions, type GlobalOptions, loggerFor, table, withTranspo
 export function writeSampleFiles(dir: string): Array<{ path: string; bytes: number }> {
   const files: Array<[string, Buffer]> = [];
   const rows = ['time_s,temperature_c,pressure_kpa'];
-  for (let i = 0; i < 2000; i++) rows.push(`${i * 0.5},${(21 + Math.sin(i / 50)).toFixed(3)},${(101.3 + Math.cos(i / 70)).toFixed(3)}`);
+  for (let i = 0; i < 2000; i++)
+    rows.push(`${i * 0.5},${(21 + Math.sin(i / 50)).toFixed(3)},${(101.3 + Math.cos(i / 70)).toFixed(3)}`);
   files.push(['furnace/run-001/sensors.csv', Buffer.from(`${rows.join('\n')}\n`)]);
   const spectrum = Buffer.alloc(8 * 4096);
   for (let i = 0; i < 4096; i++) spectrum.writeDoubleLE(Math.exp(-((i - 2048) ** 2) / 20000), i * 8);
@@ -42,7 +43,9 @@ export function registerDemoCommand(program: Command): void {
   addConnectionOptions(
     program
       .command('demo')
-      .description('a first run: stream sample instrument files through the broker and rebuild them elsewhere')
+      .description(
+        'a first run: stream sample instrument files through the broker and rebuild them elsewhere',
+      )
       .option('--dir <dir>', 'where to put the demo input and output directories', './sluice-demo')
       .addHelpText(
         'after',
@@ -101,7 +104,11 @@ Example:
         const f = seen.get(s.path);
         let same = 'no';
         try {
-          same = f?.status === 'completed' && sha(readFileSync(join(output, s.path))) === sha(readFileSync(join(input, s.path))) ? 'yes' : 'no';
+          same =
+            f?.status === 'completed' &&
+            sha(readFileSync(join(output, s.path))) === sha(readFileSync(join(input, s.path)))
+              ? 'yes'
+              : 'no';
         } catch {
           same = 'missing';
         }
