@@ -126,6 +126,11 @@ export class StreamProcessor {
   #revoking = new Set<string>();
   #producer: Producer | undefined;
   #stopRequested = false;
+  #wakeStop: () => void = () => undefined;
+  /** Resolves (with no records) when `stop()` is called, so a long poll does not delay the stop. */
+  readonly #stopped = new Promise<ConsumedRecord[]>((resolve) => {
+    this.#wakeStop = () => resolve([]);
+  });
   #finished: Promise<void> | undefined;
 
   constructor(options: StreamProcessorOptions) {
@@ -170,6 +175,7 @@ export class StreamProcessor {
   /** Asks the loop to stop after the current iteration; `run()` then shuts down and resolves. */
   stop(): void {
     this.#stopRequested = true;
+    this.#wakeStop();
   }
 
   /** Runs the loop until `stop()` (or the signal), then shuts down cleanly. */
@@ -191,10 +197,15 @@ export class StreamProcessor {
   /** One iteration of the loop (public for tests and custom loops). */
   async runOnce(): Promise<void> {
     if (this.#carryAt >= this.#carry.length) {
-      const records = await this.consumer.poll({
-        timeoutMs: this.#options.pollTimeoutMs ?? 1000,
-        ...(this.#options.maxPollRecords === undefined ? {} : { maxRecords: this.#options.maxPollRecords }),
-      });
+      const records = await Promise.race([
+        this.consumer.poll({
+          timeoutMs: this.#options.pollTimeoutMs ?? 1000,
+          ...(this.#options.maxPollRecords === undefined ? {} : { maxRecords: this.#options.maxPollRecords }),
+        }),
+        this.#stopped,
+      ]);
+      // records of a poll cut short by stop() are not submitted: they come again after a restart
+      if (this.#stopRequested) return;
       this.#carry = records.map(messageOf);
       this.#carryAt = 0;
       this.#carryGeneration = this.#generation;
