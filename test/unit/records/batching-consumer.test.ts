@@ -346,7 +346,7 @@ describe('BatchingConsumer: sluice behaviour', () => {
     });
     const runningA = a.run();
     await eventually(() => worker.processed.length === 8, 'A processed both partitions', 10_000);
-    assert.deepEqual(worker.flushed, []);
+    assert.equal(worker.flushed.length, 0);
     const other = new TestWorker();
     const b = make(tr, other, { maxBatchSize: 1000, maxBatchTimeMs: 600_000, pollTimeoutMs: 20 });
     const runningB = b.run();
