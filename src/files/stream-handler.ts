@@ -6,7 +6,13 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { describeError, isSluiceError, SluiceError } from '../errors.ts';
 import type { Heartbeats } from '../runtime/heartbeat.ts';
-import type { ConsumedRecord, Consumer, TopicPartition, Transport } from '../transport/types.ts';
+import type {
+  ConsumedRecord,
+  Consumer,
+  StartPosition,
+  TopicPartition,
+  Transport,
+} from '../transport/types.ts';
 import { type DataFileChunk, decodeChunk } from './chunk-codec.ts';
 import { DOWNLOAD_CODES, DownloadDataFile, type DownloadMode } from './download-data-file.ts';
 import { quarantineRecord } from './quarantine.ts';
@@ -61,6 +67,8 @@ export interface StreamHandlerOptions {
   sessionTimeoutMs?: number;
   /** Create the topic when it does not exist yet (otherwise a clear error). */
   autoCreateTopic?: boolean;
+  /** Completed files handed to `onFileComplete` at the same time. Default 1. */
+  processingConcurrency?: number;
 }
 
 export interface StreamSummary {
@@ -81,6 +89,11 @@ export class DataFileStreamHandler extends EventEmitter {
   protected readonly log: Logger;
   private consumer: Consumer | undefined;
   private readonly inProgress = new Map<string, DownloadDataFile>();
+  /** Complete files whose `onFileComplete` is running; their chunks still hold the commit floor. */
+  private readonly processing = new Set<{ file: DownloadDataFile; task: Promise<void> }>();
+  private freeSlots: number;
+  private readonly slotWaiters: Array<() => void> = [];
+  private fatal: unknown;
   /** Next offset after the last record handled, per partition. */
   private readonly positions = new Map<number, number>();
   /** Finished copies already on disk: relative path → size, mtime and SHA-512 seen. */
@@ -101,10 +114,37 @@ export class DataFileStreamHandler extends EventEmitter {
     super();
     this.options = options;
     this.log = options.logger;
+    this.freeSlots = Math.max(1, options.processingConcurrency ?? 1);
   }
 
   /** Called for every file rebuilt and verified. Throw (or reject) to mark the file failed. */
   protected async onFileComplete(_file: DownloadDataFile): Promise<void> {}
+
+  /** Called when a file's chunks rebuilt something whose SHA-512 differs from the announced one. */
+  protected async onMismatchedHash(_file: DownloadDataFile): Promise<void> {}
+
+  /** Whether a file's chunks can be passed over (it was handled before a restart). Default: the same file is on disk. */
+  protected alreadyHandled(relative: string, chunk: DataFileChunk): Promise<boolean> {
+    return this.alreadyOnDisk(relative, chunk);
+  }
+
+  /** Lets a subclass pass over records (they still count as handled for commits). Default: all. */
+  protected acceptRecord(_record: ConsumedRecord): boolean {
+    return true;
+  }
+
+  /** Where the consumer starts in partitions with no override. Default: after the group's commits. */
+  protected startPosition(): StartPosition {
+    return 'committed';
+  }
+
+  /** Called with newly assigned partitions before their records are read. */
+  protected async onAssigned(_partitions: TopicPartition[]): Promise<void> {}
+
+  /** The group's consumer while `run` is going (for subclasses that commit together with what they produce). */
+  protected get activeConsumer(): Consumer | undefined {
+    return this.consumer;
+  }
 
   get registryPath(): string {
     return join(
@@ -126,6 +166,8 @@ export class DataFileStreamHandler extends EventEmitter {
       topics: [o.topic],
       sessionTimeoutMs: o.sessionTimeoutMs,
       autoCreateTopics: o.autoCreateTopic,
+      start: this.startPosition(),
+      onAssign: (partitions) => this.onAssigned(partitions),
       onRevoke: (partitions) => this.revoked(partitions),
     });
     this.consumer = consumer;
@@ -138,6 +180,7 @@ export class DataFileStreamHandler extends EventEmitter {
       while (!signal.aborted) {
         const batch = await consumer.poll({ timeoutMs: 500 });
         for (const r of batch) await this.handle(r);
+        if (this.fatal !== undefined) throw this.fatal;
         if (Date.now() - this.lastCheckpoint >= (o.checkpointIntervalMs ?? 1000)) await this.checkpoint();
       }
     } finally {
@@ -153,6 +196,7 @@ export class DataFileStreamHandler extends EventEmitter {
     this.options.heartbeats?.add('n_messages_read');
     this.options.heartbeats?.add('n_bytes_read', (r.key?.length ?? 0) + (r.value?.length ?? 0));
     this.positions.set(r.partition, r.offset + 1);
+    if (!this.acceptRecord(r)) return;
     let chunk: DataFileChunk | null;
     let relative: string;
     try {
@@ -171,7 +215,7 @@ export class DataFileStreamHandler extends EventEmitter {
 
     let file = this.inProgress.get(relative);
     if (file === undefined) {
-      if (await this.alreadyOnDisk(relative, chunk)) return;
+      if (await this.alreadyHandled(relative, chunk)) return;
       file = new DownloadDataFile(chunk, { outputDir: this.options.outputDir, mode: this.options.mode });
       this.inProgress.set(relative, file);
       this.track(relative, chunk, 'in_progress');
@@ -187,9 +231,21 @@ export class DataFileStreamHandler extends EventEmitter {
     this.touch(relative);
     if (code === DOWNLOAD_CODES.FILE_SUCCESSFULLY_RECONSTRUCTED) {
       this.inProgress.delete(relative);
-      await this.completed(file);
+      // bounded concurrency: wait for a free slot (back-pressure on reading), then process in the background
+      await this.acquireSlot();
+      const entry = { file, task: Promise.resolve() };
+      entry.task = this.completed(file)
+        .catch((err: unknown) => {
+          this.fatal ??= err;
+        })
+        .finally(() => {
+          this.processing.delete(entry);
+          this.releaseSlot();
+        });
+      this.processing.add(entry);
     } else if (code === DOWNLOAD_CODES.FILE_HASH_MISMATCH) {
       this.inProgress.delete(relative);
+      await this.onMismatchedHash(file);
       this.summary.filesFailed += 1;
       this.setStatus(relative, 'mismatched_hash');
       this.log.error(
@@ -311,9 +367,14 @@ export class DataFileStreamHandler extends EventEmitter {
    * Per partition: the oldest chunk of an unfinished file, or else the position. Committing these can never
    * skip a chunk that an unfinished file still needs.
    */
-  safeOffsets(partitions?: TopicPartition[]): Array<{ topic: string; partition: number; offset: number }> {
+  safeOffsets(
+    partitions?: TopicPartition[],
+    exclude?: DownloadDataFile,
+  ): Array<{ topic: string; partition: number; offset: number }> {
     const floor = new Map<number, number>();
-    for (const file of this.inProgress.values()) {
+    const holding = [...this.inProgress.values(), ...[...this.processing].map((p) => p.file)];
+    for (const file of holding) {
+      if (file === exclude) continue;
       for (const m of file.sourceMessages) {
         const f = floor.get(m.partition);
         if (f === undefined || m.offset < f) floor.set(m.partition, m.offset);
@@ -329,6 +390,25 @@ export class DataFileStreamHandler extends EventEmitter {
     return out;
   }
 
+  private async acquireSlot(): Promise<void> {
+    if (this.freeSlots > 0) {
+      this.freeSlots -= 1;
+      return;
+    }
+    await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+  }
+
+  private releaseSlot(): void {
+    const next = this.slotWaiters.shift();
+    if (next !== undefined) next();
+    else this.freeSlots += 1;
+  }
+
+  /** Waits for every file being processed. */
+  protected async drainProcessing(): Promise<void> {
+    while (this.processing.size > 0) await Promise.all([...this.processing].map((p) => p.task));
+  }
+
   async checkpoint(partitions?: TopicPartition[]): Promise<void> {
     this.lastCheckpoint = Date.now();
     await this.flushRegistry();
@@ -338,6 +418,8 @@ export class DataFileStreamHandler extends EventEmitter {
 
   private async revoked(partitions: TopicPartition[]): Promise<void> {
     const mine = partitions.filter((p) => p.topic === this.options.topic);
+    // files being processed finish first: their results and registry rows come before the commit
+    await this.drainProcessing();
     try {
       await this.checkpoint(mine);
     } catch (err) {
