@@ -43,8 +43,8 @@ export interface StreamProcessorOptions {
   commitPolicy?: CommitPolicy;
   /**
    * How long a revocation (or a change of assignment) waits for the chain to finish its work before the
-   * partitions go. Default 25 000 ms; 0 drops in-flight work at once (`terminate`), to be re-consumed by the next
-   * owner.
+   * partitions go. Default 25 000 ms; 0 drops in-flight work at once (`terminate`): the next owner re-consumes
+   * it for revoked partitions, and partitions this member keeps are rewound to their committed offset.
    */
   joinTimeoutMs?: number;
   /** How long `stop()` waits for the chain. Default 25 000 ms. Work that completed is always committed. */
@@ -116,6 +116,8 @@ export class StreamProcessor {
   /** Bumped whenever the assignment changes; carried messages of an older assignment are re-checked. */
   #generation = 0;
   #carry: Array<MessageOf<ConsumedRecord>> = [];
+  /** Per partition, the first record the current chain took: where to rewind to when its work is dropped. */
+  #chainStart = new Map<string, TopicPartitionOffset>();
   #carryAt = 0;
   #carryGeneration = 0;
   #staged = new Map<string, TopicPartitionOffset>();
@@ -252,7 +254,12 @@ export class StreamProcessor {
           continue;
         }
         this.#carryAt++;
-        if (message.payload !== FILTERED) this.stats.messages++;
+        if (message.payload !== FILTERED) {
+          this.stats.messages++;
+          for (const [k, o] of message.committable) {
+            if (!this.#chainStart.has(k)) this.#chainStart.set(k, { ...o, offset: o.offset - 1 });
+          }
+        }
         if (this.#rejectedSince !== undefined) this.#endBackpressure();
       }
     }
@@ -386,6 +393,7 @@ export class StreamProcessor {
         ? undefined
         : this.#options.factory.createWithPartitions(this.#commit, partitions);
     if (this.#strategy !== undefined) this.stats.chains++;
+    this.#chainStart = new Map();
   }
 
   /** Closes and joins the current chain (terminates it with a 0 timeout), then commits what it staged. */
@@ -399,6 +407,30 @@ export class StreamProcessor {
     }
     this.#commitDue = true;
     await this.#commitIfDue();
+    if (strategy !== undefined && timeoutMs === 0 && !this.#stopRequested) await this.#rewind();
+  }
+
+  /**
+   * After in-flight work was dropped: moves the partitions this member keeps back to their committed offset (or
+   * to the first record the dropped chain took), so the dropped records are consumed again here.
+   */
+  async #rewind(): Promise<void> {
+    this.#carry = [];
+    this.#carryAt = 0;
+    const kept = this.consumer.assignment().filter((p) => {
+      const k = partitionKey(p.topic, p.partition);
+      return !this.#revoking.has(k) && this.#chainStart.has(k);
+    });
+    if (kept.length === 0) return;
+    const committed = await this.consumer.committed(kept);
+    kept.forEach((p, i) => {
+      const offset = committed[i] ?? this.#chainStart.get(partitionKey(p.topic, p.partition))!.offset;
+      this.consumer.seek({ topic: p.topic, partition: p.partition, offset });
+    });
+    this.#logger.info(
+      { partitions: kept.length },
+      'in-flight work dropped: kept partitions rewound to re-read it',
+    );
   }
 
   #onAssign(partitions: TopicPartition[]): Promise<void> {
