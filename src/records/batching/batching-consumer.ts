@@ -447,7 +447,8 @@ export class BatchingConsumer<T> {
           flushMsPerMessage: round(m.flushTimePerMessageMs),
           throughput: Math.round(m.throughput),
         },
-        'batch flushed',
+        `batch flushed (${m.reason}): ${m.messages} messages, ${m.batchSize} values, ` +
+          `process ${round(m.processTimePerMessageMs)} ms/message, flush ${round(m.flushTimeMs)} ms`,
       );
     }
     if (m.finishedAt - this.#summarySince >= this.#summaryEveryMs) this.logSummary(m.finishedAt);
@@ -471,7 +472,11 @@ export class BatchingConsumer<T> {
           throughput: Math.round(seconds > 0 ? s.messages / seconds : 0),
           seconds: round(seconds),
         },
-        `${s.batches} batches, ${s.messages} messages in ${round(seconds)} s`,
+        `${s.batches} batches, ${s.messages} messages (${s.values} values, ${s.skipped} skipped, ` +
+          `${s.deadLettered} dead-lettered) in ${round(seconds)} s: avg batch ${round(s.values / s.batches)}, ` +
+          `process ${round(s.processTimeMs / Math.max(1, s.messages))} ms/message, ` +
+          `flush ${round(s.flushTimeMs / s.batches)} ms/batch, ` +
+          `${Math.round(seconds > 0 ? s.messages / seconds : 0)} messages/s`,
       );
     }
     this.#summary = EMPTY_TOTALS();
