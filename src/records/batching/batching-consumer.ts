@@ -68,6 +68,13 @@ export interface BatchingConsumerOptions<T> {
   pollTimeoutMs?: number;
   /** Records per poll. Default: the consumer's `maxPollRecords`. */
   maxPollRecords?: number;
+  /**
+   * Whether a flush waits for its commit before consuming goes on (`batching_kafka_consumer`'s synchronous
+   * commit). Default false: the commit runs in the background while the next batch is consumed; at most one commit
+   * is in flight, and offsets of batches flushed meanwhile go into the next one. Either way only offsets of flushed
+   * batches are committed, and revocation and shutdown wait for every commit.
+   */
+  waitForCommit?: boolean;
   /** Attempts after a failed commit that may succeed when repeated (`canRetry`). Default 3, 1 s apart. */
   commitRetries?: number;
   commitRetryDelayMs?: number;
@@ -130,6 +137,11 @@ export class BatchingConsumer<T> {
   #startedAt = 0;
   #offsets = new Map<string, TopicPartitionOffset>();
   #lastOffset: TopicPartitionOffset | undefined;
+  // commits
+  /** Offsets of flushed batches not yet sent in a commit (newer offsets replace older ones). */
+  #toCommit = new Map<string, TopicPartitionOffset>();
+  #commitRunning: Promise<void> | undefined;
+  #commitFailure: unknown;
   // everything else
   #generation = 0;
   #revoking = new Set<string>();
@@ -197,6 +209,7 @@ export class BatchingConsumer<T> {
           this.#revoking = keysOf(partitions);
           try {
             await this.#flush('revoke');
+            await this.#drainCommits();
           } finally {
             this.#revoking = new Set();
           }
@@ -244,6 +257,7 @@ export class BatchingConsumer<T> {
 
   /** One iteration: flush if ready, poll, handle the records (public for tests and custom loops). */
   async runOnce(): Promise<void> {
+    this.#throwCommitFailure();
     await this.#mutex.run(() => this.#flushIfReady());
     let timeoutMs = this.#pollTimeoutMs;
     if (this.#deadline !== undefined) {
@@ -347,7 +361,12 @@ export class BatchingConsumer<T> {
     if (results.length > 0) await this.#worker.flushBatch(results);
     const flushTimeMs = clock.now() - flushStart;
     const commitStart = clock.now();
-    const committed = await this.#commit();
+    const committed = this.#stageCommit();
+    if (this.#o.waitForCommit === true || reason === 'revoke' || reason === 'shutdown') {
+      await this.#drainCommits();
+    } else {
+      this.#kickCommit();
+    }
     const finishedAt = clock.now();
     const durationMs = finishedAt - this.#startedAt;
     const m: BatchMetrics = {
@@ -371,14 +390,56 @@ export class BatchingConsumer<T> {
     this.#record(m);
   }
 
-  /** Commits the batch's offsets (those of partitions this member may still commit). */
-  async #commit(): Promise<TopicPartitionOffset[]> {
+  /** Stages the batch's offsets for the next commit; returns them. */
+  #stageCommit(): TopicPartitionOffset[] {
+    const out: TopicPartitionOffset[] = [];
+    for (const [k, o] of this.#offsets) {
+      const c = { ...o };
+      this.#toCommit.set(k, c);
+      out.push(c);
+    }
+    return out;
+  }
+
+  /** Starts committing staged offsets in the background unless a commit is running (it picks them up next). */
+  #kickCommit(): void {
+    this.#throwCommitFailure();
+    if (this.#commitRunning !== undefined || this.#toCommit.size === 0) return;
+    this.#commitRunning = (async () => {
+      try {
+        while (this.#toCommit.size > 0) {
+          const offsets = this.#toCommit;
+          this.#toCommit = new Map();
+          await this.#commitNow(offsets);
+        }
+      } catch (err) {
+        this.#commitFailure = err;
+      } finally {
+        this.#commitRunning = undefined;
+      }
+    })();
+  }
+
+  #throwCommitFailure(): void {
+    if (this.#commitFailure === undefined) return;
+    const err = this.#commitFailure;
+    this.#commitFailure = undefined;
+    throw err;
+  }
+
+  /** Waits until every staged offset is committed (or throws the commit's error). */
+  async #drainCommits(): Promise<void> {
+    this.#kickCommit();
+    while (this.#commitRunning !== undefined) await this.#commitRunning;
+    this.#throwCommitFailure();
+  }
+
+  /** Commits offsets of partitions this member may still commit, with retries; then the commit log. */
+  async #commitNow(staged: Map<string, TopicPartitionOffset>): Promise<void> {
     const mine = keysOf(this.consumer.assignment());
     const offsets: TopicPartitionOffset[] = [];
-    for (const [k, o] of this.#offsets) {
-      if (mine.has(k) || this.#revoking.has(k)) offsets.push({ ...o });
-    }
-    if (offsets.length === 0) return offsets;
+    for (const [k, o] of staged) if (mine.has(k) || this.#revoking.has(k)) offsets.push(o);
+    if (offsets.length === 0) return;
     const retries = this.#o.commitRetries ?? 3;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -390,7 +451,7 @@ export class BatchingConsumer<T> {
             { error: err.message },
             'commit refused: the partitions moved to another member, which consumes the batch again',
           );
-          return [];
+          return;
         }
         if (!(isSluiceError(err) && err.canRetry) || attempt >= retries) throw err;
         this.#logger.warn({ error: err.message, attempt: attempt + 1 }, 'commit failed; retrying');
@@ -408,7 +469,6 @@ export class BatchingConsumer<T> {
         })),
       );
     }
-    return offsets;
   }
 
   #reset(): void {
@@ -491,6 +551,7 @@ export class BatchingConsumer<T> {
       if ((this.#o.shutdown ?? 'flush') === 'flush') await this.#flush('shutdown');
       else this.#reset();
       this.#shutDown = true;
+      await this.#drainCommits();
     });
     try {
       this.logSummary();

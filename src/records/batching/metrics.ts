@@ -25,15 +25,15 @@ export interface BatchMetrics {
   flushTimeMs: number;
   /** `flushTimeMs / batchSize` (0 for an empty batch). */
   flushTimePerMessageMs: number;
-  /** Time the commit (with retries) took. */
+  /** Time the flush waited for commits (0 when its commit runs in the background). */
   commitTimeMs: number;
-  /** From the first message of the batch to the end of its commit. */
+  /** From the first message of the batch to the end of its flush (and commit, when waited for). */
   durationMs: number;
   /** `messages` per second of `durationMs` (0 when no time passed). */
   throughput: number;
-  /** The offsets committed (next offsets). */
+  /** The offsets this batch commits (next offsets). */
   committed: TopicPartitionOffset[];
-  /** Clock time of the first message and of the end of the commit. */
+  /** Clock time of the first message and of the end of the flush. */
   startedAt: number;
   finishedAt: number;
 }

@@ -122,6 +122,8 @@ export class StreamProcessor {
   #carryGeneration = 0;
   #staged = new Map<string, TopicPartitionOffset>();
   #commitDue = false;
+  #commitRunning: Promise<void> | undefined;
+  #commitFailure: unknown;
   #rejectedSince: number | undefined;
   #paused: TopicPartition[] | undefined;
   /** Partitions being revoked right now: their offsets may still be committed. */
@@ -264,7 +266,7 @@ export class StreamProcessor {
       }
     }
     if (rejected) this.#noteRejected();
-    await this.#commitIfDue();
+    this.#commitIfDue();
     return rejected;
   }
 
@@ -355,15 +357,65 @@ export class StreamProcessor {
     if (force || this.#policy.shouldCommit(this.#clock.now(), offsets)) this.#commitDue = true;
   };
 
-  async #commitIfDue(): Promise<void> {
-    if (!this.#commitDue) return;
+  /**
+   * Starts a commit of the staged offsets in the background when one is due and none is running (a due commit
+   * waits for the running one and then takes every offset staged meanwhile), so the loop never waits for the
+   * broker's commit round trip. Forced commits (revocation, shutdown) wait: see `#drainCommits`.
+   */
+  #commitIfDue(): void {
+    if (this.#commitFailure !== undefined) {
+      const err = this.#commitFailure;
+      this.#commitFailure = undefined;
+      throw err;
+    }
+    if (!this.#commitDue || this.#commitRunning !== undefined) return;
     this.#commitDue = false;
-    if (this.#staged.size === 0) return;
+    const offsets = this.#takeStaged();
+    if (offsets.size === 0) return;
+    this.#commitRunning = this.#commitNow(offsets)
+      .catch((err: unknown) => {
+        this.#commitFailure = err;
+      })
+      .finally(() => {
+        this.#commitRunning = undefined;
+      });
+  }
+
+  /** Takes the staged offsets of partitions this member may still commit. */
+  #takeStaged(): Map<string, TopicPartitionOffset> {
     const mine = keysOf(this.consumer.assignment());
     const offsets = new Map<string, TopicPartitionOffset>();
     for (const [k, v] of this.#staged) if (mine.has(k) || this.#revoking.has(k)) offsets.set(k, v);
     this.#staged = new Map();
-    if (offsets.size === 0) return;
+    return offsets;
+  }
+
+  /** Waits for a running commit, then commits everything staged (retrying retriable failures up to 3 times). */
+  async #drainCommits(): Promise<void> {
+    while (this.#commitRunning !== undefined) await this.#commitRunning;
+    for (let attempt = 0; ; attempt++) {
+      if (this.#commitFailure !== undefined) {
+        const err = this.#commitFailure;
+        this.#commitFailure = undefined;
+        throw err;
+      }
+      this.#commitDue = false;
+      const offsets = this.#takeStaged();
+      if (offsets.size === 0) return;
+      await this.#commitNow(offsets);
+      if (!this.#commitDue) return;
+      if (attempt >= 3) {
+        throw new SluiceError(
+          'SLUICE_TIMEOUT',
+          'The final commit of the stream processor kept failing with retriable errors; its records will be ' +
+            'consumed again after a restart. Check the broker connection.',
+        );
+      }
+      await this.#clock.sleep(1000);
+    }
+  }
+
+  async #commitNow(offsets: Map<string, TopicPartitionOffset>): Promise<void> {
     try {
       await this.consumer.commit([...offsets.values()]);
     } catch (err) {
@@ -375,10 +427,10 @@ export class StreamProcessor {
         return;
       }
       if (isSluiceError(err) && err.canRetry) {
-        // keep them staged (newer offsets win) and try again on the next iteration
+        // keep them staged (newer offsets win) and try again
         for (const [k, v] of offsets) if (!this.#staged.has(k)) this.#staged.set(k, v);
         this.#commitDue = true;
-        this.#logger.warn({ error: err.message }, 'commit failed; retrying on the next iteration');
+        this.#logger.warn({ error: err.message }, 'commit failed; retrying');
         return;
       }
       throw err;
@@ -405,8 +457,7 @@ export class StreamProcessor {
       if (timeoutMs === 0) strategy.terminate();
       else await this.#joinGuarded(strategy, timeoutMs);
     }
-    this.#commitDue = true;
-    await this.#commitIfDue();
+    await this.#drainCommits();
     if (strategy !== undefined && timeoutMs === 0 && !this.#stopRequested) await this.#rewind();
   }
 

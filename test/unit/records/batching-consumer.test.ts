@@ -104,6 +104,7 @@ describe('BatchingConsumer: batching_kafka_consumer vectors (drop mode)', () => 
       maxBatchSize: 2,
       maxBatchTimeMs: 60_000,
       shutdown: 'drop',
+      waitForCommit: true, // upstream commits synchronously after each flush
       commitLogTopic: 'commit-log',
       consumer: fromOffset1,
       maxPollRecords: 1,
@@ -115,6 +116,7 @@ describe('BatchingConsumer: batching_kafka_consumer vectors (drop mode)', () => 
     await c.runOnce();
     assert.deepEqual(worker.flushed, [[1, 2]]);
     assert.deepEqual(worker.processed, [1, 2, 3], 'message 3 was polled after the flush');
+    assert.deepEqual(await committedOffsets(tr, 'group', 'topic'), [3], 'committed before polling on');
     await c.shutdown();
     assert.deepEqual(worker.flushed, [[1, 2]], 'message 3 is dropped at shutdown');
     assert.equal(c.totals.commits, 1);
