@@ -66,6 +66,16 @@ export class FileFailure extends Error {
   }
 }
 
+/** One line of the success journal (and one record of an exactly-once reproducer's done topic). */
+export interface DoneEntry {
+  rel: string;
+  hash: string;
+  filename?: string;
+  n_chunks?: number;
+  first_message?: string;
+  processed_at?: string;
+}
+
 const RERUN_STATUSES = new Set(['failed', 'computing_result_message_failed', 'producing_message_failed']);
 
 /**
@@ -189,38 +199,67 @@ export abstract class DataFileStreamProcessor extends DataFileStreamHandler {
     }
   }
 
-  /** Loads what earlier runs finished: the success journal (and registry), and which failures to re-read. */
+  /**
+   * Loads what earlier runs finished. The journal is the record of truth (written, synced, before offsets may
+   * pass a file); the success registry CSV is rebuilt from it when a crash left the CSV behind.
+   */
   protected async loadDone(): Promise<void> {
-    for (const line of await readLines(this.journalPath)) {
-      try {
-        const e = JSON.parse(line) as { rel: string; hash: string };
-        this.done.add(`${e.rel}\u0000${e.hash}`);
-      } catch {
-        // a line cut short by a crash: the file it named is processed again, which is the safe side
-      }
-    }
     for (const row of await readRegistry(this.successRegistryPath(), CONSUMER_SUCCEEDED_COLUMNS)) {
       this.processed.set(String(row.rel_filepath), row);
     }
+    for (const line of await readLines(this.journalPath)) {
+      let e: DoneEntry;
+      try {
+        e = JSON.parse(line) as DoneEntry;
+      } catch {
+        continue; // a line cut short by a crash: that file is processed again, the safe side
+      }
+      this.noteDone(e);
+    }
+  }
+
+  /** Takes a finished file into the done set and, if the registry lacks it, into the success registry. */
+  protected noteDone(e: DoneEntry): void {
+    this.done.add(`${e.rel}\u0000${e.hash}`);
+    const row = this.processed.get(e.rel);
+    const at = new Date(e.processed_at ?? 0);
+    if (e.filename !== undefined && (row === undefined || (row.processed_at as Date) < at)) {
+      this.processed.set(e.rel, {
+        filename: e.filename,
+        rel_filepath: e.rel,
+        n_chunks: e.n_chunks ?? 0,
+        first_message: new Date(e.first_message ?? e.processed_at ?? 0),
+        processed_at: at,
+      });
+      this.processedDirty = true;
+    }
+  }
+
+  /** The journal line for a finished file. */
+  protected doneEntry(file: DownloadDataFile): DoneEntry {
+    return {
+      rel: file.relativeFilepath,
+      hash: file.fileHash!.toString('hex'),
+      filename: file.filename,
+      n_chunks: file.nTotalChunks,
+      first_message: this.firstMessageTime(file.relativeFilepath).toISOString(),
+      processed_at: new Date().toISOString(),
+    };
   }
 
   /** Remembers a finished file durably (before its offsets may be committed past). */
   protected async recordDone(file: DownloadDataFile): Promise<void> {
-    const hash = file.fileHash!.toString('hex');
-    this.done.add(`${file.relativeFilepath}\u0000${hash}`);
+    const entry = this.doneEntry(file);
     // one handle, opened once even when several files finish at the same moment
     this.journal ??= open(this.journalPath, 'a');
     const handle = await this.journal;
-    await handle.write(`${JSON.stringify({ rel: file.relativeFilepath, hash })}\n`);
+    await handle.write(`${JSON.stringify(entry)}\n`);
     await handle.datasync();
+    this.noteDone(entry);
   }
 
   protected isDone(relative: string, fileHash: Uint8Array): boolean {
     return this.done.has(`${relative}\u0000${Buffer.from(fileHash).toString('hex')}`);
-  }
-
-  protected addDone(relative: string, fileHashHex: string): void {
-    this.done.add(`${relative}\u0000${fileHashHex}`);
   }
 
   protected override async alreadyHandled(relative: string, chunk: DataFileChunk): Promise<boolean> {
@@ -284,17 +323,9 @@ export abstract class DataFileStreamProcessor extends DataFileStreamHandler {
     await this.succeeded(file);
   }
 
-  /** Records a success: journal first (durable), then the success registry. */
+  /** Records a success: the journal (durable), which also feeds the success registry. */
   protected async succeeded(file: DownloadDataFile): Promise<void> {
     await this.recordDone(file);
-    this.processed.set(file.relativeFilepath, {
-      filename: file.filename,
-      rel_filepath: file.relativeFilepath,
-      n_chunks: file.nTotalChunks,
-      first_message: this.firstMessageTime(file.relativeFilepath),
-      processed_at: new Date(),
-    });
-    this.processedDirty = true;
   }
 
   /** Successes registry path; reproducers override it with `results_produced_to_<topic>.csv`. */

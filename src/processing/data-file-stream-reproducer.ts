@@ -9,6 +9,7 @@ import type { HeaderValue, ProduceRecord, Producer, RecordMetadata } from '../tr
 import {
   DataFileStreamProcessor,
   type DataFileStreamProcessorOptions,
+  type DoneEntry,
   FileFailure,
   type Mutex,
 } from './data-file-stream-processor.ts';
@@ -142,8 +143,8 @@ export abstract class DataFileStreamReproducer extends DataFileStreamProcessor {
         idle = batch.length === 0 ? idle + 1 : 0;
         for (const r of batch) {
           position = r.offset + 1;
-          const e = JSON.parse(r.value?.toString('utf8') ?? '{}') as { rel?: string; hash?: string };
-          if (e.rel !== undefined && e.hash !== undefined) this.addDone(e.rel, e.hash);
+          const e = JSON.parse(r.value?.toString('utf8') ?? '{}') as Partial<DoneEntry>;
+          if (e.rel !== undefined && e.hash !== undefined) this.noteDone(e as DoneEntry);
         }
       }
     } finally {
@@ -223,17 +224,18 @@ export abstract class DataFileStreamReproducer extends DataFileStreamProcessor {
     const consumer = this.activeConsumer;
     if (consumer === undefined) throw new SluiceError('SLUICE_CLOSED', 'The reproducer is not running.');
     return this.txLock.runExclusive(async () => {
+      const entry = this.doneEntry(file);
       const done: ProduceRecord = {
         topic: doneTopicName(this.options.topic, this.options.groupId),
         key: file.relativeFilepath,
-        value: JSON.stringify({ rel: file.relativeFilepath, hash: file.fileHash!.toString('hex') }),
+        value: JSON.stringify(entry),
       };
       const meta = await this.producer!.sendAndCommit(
         [record, done],
         consumer,
         this.safeOffsets(undefined, file),
       );
-      this.addDone(file.relativeFilepath, file.fileHash!.toString('hex'));
+      this.noteDone(entry);
       return meta;
     });
   }

@@ -91,8 +91,13 @@ export class RecordingProcessor extends DataFileStreamProcessor {
 
 export class HashReproducer extends DataFileStreamReproducer {
   returnNullFor = new Set<string>();
+  /** Simulated analysis time per file. */
+  delayMs = 0;
 
-  protected override getProcessingResultMessageForFile(file: DownloadDataFile): ReproducerMessage | null {
+  protected override async getProcessingResultMessageForFile(
+    file: DownloadDataFile,
+  ): Promise<ReproducerMessage | null> {
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.returnNullFor.has(file.relativeFilepath)) return null;
     const data = file.bytestring!;
     return new ReproducerMessage(
