@@ -8,6 +8,7 @@ import { runTransportBench } from './transport.ts';
 
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   transport: runTransportBench,
+  records: (args) => import('./records.ts').then((m) => m.runRecordsBench(args)),
 };
 
 const [name, ...args] = process.argv.slice(2);

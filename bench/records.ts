@@ -8,8 +8,9 @@
  * - `kafka`: sluice's `BatchingConsumer` on Kafka (commit after every flush);
  * - `chain`: sluice's `StreamProcessor` on Kafka with RunTask(parse) → Reduce(batch, 1 s) → RunTask(count) →
  *   CommitOffsets, commit policy once a second: the pipeline Arroyo runs;
- * - `raw`: `@platformatic/kafka`'s consumer stream used directly, parsing every record and committing the last
- *   message of every batch;
+ * - `raw`: `@platformatic/kafka`'s consumer stream used directly ('data' events), parsing every record and
+ *   committing the last message of every batch the way sluice does (in the background, one commit in flight, the
+ *   newest wins);
  * - `arroyo`: `sentry-arroyo` (PyPI, pinned in requirements-arroyo.txt, venv from scripts/arroyo-venv.sh) running
  *   RunTask(json.loads) → Reduce(batch, 1.0) → RunTask(count) → CommitOffsets with ONCE_PER_SECOND.
  *
@@ -227,25 +228,44 @@ async function runRaw(bootstrap: string, topic: string, count: number, batch: nu
   let records = 0;
   let kept: string[] = [];
   let result: Measure | undefined;
-  const stall = setTimeout(
-    () => stream.destroy(new Error(`raw consumer stalled at ${records}/${count}`)),
-    300_000,
-  );
+  // commits as sluice's consumers make them: in the background, one in flight, the newest batch end wins
+  let running: Promise<void> | undefined;
+  let due: { commit: () => void | Promise<void> } | undefined;
+  const kick = (): void => {
+    if (running !== undefined || due === undefined) return;
+    const m = due;
+    due = undefined;
+    running = Promise.resolve(m.commit()).finally(() => {
+      running = undefined;
+      kick();
+    });
+  };
   try {
-    for await (const m of stream) {
-      kept.push(uidOf(m.value));
-      records++;
-      if (kept.length === batch || records === count) {
-        kept = [];
-        await m.commit();
-      }
-      if (records === count) {
-        result = { ...stop(), records };
-        break;
-      }
-    }
+    await new Promise<void>((resolvePromise, reject) => {
+      const stall = setTimeout(
+        () => reject(new Error(`raw consumer stalled at ${records}/${count}`)),
+        300_000,
+      );
+      stream.on('error', reject);
+      // 'data' events, as bench/transport.ts reads (faster than async iteration of the stream)
+      stream.on('data', (m) => {
+        if (result !== undefined) return;
+        kept.push(uidOf(m.value));
+        records++;
+        if (kept.length === batch || records === count) {
+          kept = [];
+          due = m;
+          kick();
+        }
+        if (records === count) {
+          result = { ...stop(), records };
+          clearTimeout(stall);
+          resolvePromise();
+        }
+      });
+    });
+    while (running !== undefined) await running;
   } finally {
-    clearTimeout(stall);
     await stream.close();
     await consumer.close(true);
   }
