@@ -234,6 +234,7 @@ export class StreamProcessor {
     }
     const strategy = this.#strategy;
     let rejected = false;
+    let accepted = false;
     if (strategy !== undefined) {
       await this.#guard(() => strategy.poll());
       while (this.#carryAt < this.#carry.length) {
@@ -256,6 +257,7 @@ export class StreamProcessor {
           continue;
         }
         this.#carryAt++;
+        accepted = true;
         if (message.payload !== FILTERED) {
           this.stats.messages++;
           for (const [k, o] of message.committable) {
@@ -265,6 +267,10 @@ export class StreamProcessor {
         if (this.#rejectedSince !== undefined) this.#endBackpressure();
       }
     }
+    // a second poll passes on at once what the submits completed (a batch that just filled goes out on the
+    // next submit or poll), instead of after the next consumer poll, which may wait its whole timeout
+    if (accepted && strategy !== undefined && this.#strategy === strategy)
+      await this.#guard(() => strategy.poll());
     if (rejected) this.#noteRejected();
     this.#commitIfDue();
     return rejected;

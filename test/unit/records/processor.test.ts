@@ -126,6 +126,17 @@ describe('StreamProcessor', () => {
     assert.deepEqual(again, []);
   });
 
+  it('passes on a batch that the last submit of an iteration filled, within the same iteration', async (t) => {
+    const tr = await embedded(t);
+    await numbers(tr, 't', 3);
+    const batches: number[][] = [];
+    const p = processor(tr, { factory: batchingFactory(3, batches) });
+    await p.runOnce();
+    assert.equal(p.stats.messages, 3);
+    assert.deepEqual(batches, [[0, 1, 2]], 'not left waiting for the next consumer poll');
+    await p.shutdown();
+  });
+
   it('backpressure: carries rejected messages over without polling again, pauses after the threshold, resumes on accept', async (t) => {
     const tr = await embedded(t);
     await numbers(tr, 't', 3);
