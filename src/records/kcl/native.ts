@@ -408,7 +408,7 @@ export class KclWorker {
   /** Commits a checkpoint for the shard (used by its checkpointer). */
   async commitCheckpoint(shard: Shard, sequence: bigint): Promise<void> {
     const consumer = this.#consumer!;
-    const offset = Number(sequence);
+    const offset = Number(sequence + 1n);
     try {
       await consumer.commit([{ topic: shard.info.topic, partition: shard.info.partition, offset }]);
     } catch (err) {
