@@ -33,8 +33,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       colorize: process.stderr.isTTY === true,
       translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l',
       ignore: 'pid,hostname',
-      singleLine: true,
-      // the message says what happened; the structured fields are there in --log-format json
+      // the message says what happened; the structured fields are there in --log-format json. (Not together with
+      // singleLine: pino-pretty 13 then drops the line break.)
       hideObject: true,
     }),
   );
