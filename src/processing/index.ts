@@ -1,3 +1,5 @@
+/** For CPU-heavy user code: a pool of worker threads; call `pool.run(file.bytestring)` in your processor. */
+export { WorkerPool, type WorkerPoolOptions } from '../records/strategies/run-task-in-workers.ts';
 export {
   DataFileStreamProcessor,
   type DataFileStreamProcessorOptions,

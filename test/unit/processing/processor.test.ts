@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import type { DownloadDataFile } from '../../../src/files/download-data-file.ts';
 import {
   CONSUMER_IN_PROGRESS_COLUMNS,
   CONSUMER_SUCCEEDED_COLUMNS,
 } from '../../../src/files/registry/names.ts';
 import { readRegistry } from '../../../src/files/registry/table.ts';
+import { DataFileStreamProcessor, WorkerPool } from '../../../src/processing/index.ts';
 import { createLogger } from '../../../src/runtime/logger.ts';
 import { openEmbeddedTransport } from '../../../src/transport/embedded/index.ts';
 import { readN } from '../../conformance/suite.ts';
@@ -115,6 +118,35 @@ describe('DataFileStreamProcessor', () => {
       await t.close();
     },
   );
+});
+
+describe('CPU-heavy user code in worker threads', () => {
+  it('runs the work on a WorkerPool and gets the results back per file', { timeout: 60_000 }, async () => {
+    const dir = fresh();
+    const t = await openEmbeddedTransport({ path: join(dir, 'b.db') });
+    const files = sampleFiles(6);
+    await publish(t, 'in', files);
+    const pool = new WorkerPool({ module: join(import.meta.dirname, 'fixtures', 'sha-task.ts'), threads: 2 });
+    const hashes = new Map<string, string>();
+    class ThreadedProcessor extends DataFileStreamProcessor {
+      protected override async processDownloadedDataFile(file: DownloadDataFile): Promise<undefined> {
+        hashes.set(file.relativeFilepath, (await pool.run(file.bytestring)) as string);
+        return undefined;
+      }
+    }
+    const p = new ThreadedProcessor({
+      transport: t,
+      topic: 'in',
+      outputDir: join(dir, 'out'),
+      logger,
+      concurrency: 4,
+    });
+    await runUntil(p, (o) => o.length === files.length);
+    await pool.close();
+    for (const f of files)
+      assert.equal(hashes.get(rel(f)), createHash('sha256').update(f.data).digest('hex'));
+    await t.close();
+  });
 });
 
 describe('DataFileStreamReproducer', () => {
