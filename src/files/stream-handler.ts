@@ -269,7 +269,8 @@ export class DataFileStreamHandler extends EventEmitter {
       await this.onFileComplete(file);
     } catch (err) {
       this.summary.filesFailed += 1;
-      this.setStatus(file.relativeFilepath, 'failed');
+      const status = (err as { registryStatus?: ConsumerStatus } | null)?.registryStatus ?? 'failed';
+      this.setStatus(file.relativeFilepath, status);
       this.log.error(
         { file: file.relativeFilepath, err: describeError(err) },
         `processing ${file.relativeFilepath} failed`,
@@ -452,6 +453,17 @@ export class DataFileStreamHandler extends EventEmitter {
       },
     });
     this.registryDirty = true;
+  }
+
+  /** When the file's first chunk arrived in this run (for success registries). */
+  protected firstMessageTime(relative: string): Date {
+    const at = this.registry.get(relative)?.row.first_message;
+    return at instanceof Date ? at : new Date();
+  }
+
+  /** Registry rows of an earlier run, by relative path (status and the rest of the upstream columns). */
+  protected registryRows(): Row[] {
+    return [...this.registry.values()].map((e) => e.row);
   }
 
   private touch(relative: string): void {
