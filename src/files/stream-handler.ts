@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { describeError, isSluiceError, SluiceError } from '../errors.ts';
@@ -263,6 +263,10 @@ export class DataFileStreamHandler extends EventEmitter {
   }
 
   private async completed(file: DownloadDataFile): Promise<void> {
+    // the rebuilt file keeps the source's modification time (upstream leaves the time of the rebuild)
+    if (this.options.mode !== 'memory' && file.fileMtime > 0) {
+      await utimes(file.fullFilepath, new Date(), new Date(file.fileMtime * 1000)).catch(() => undefined);
+    }
     const bytes =
       (await stat(file.fullFilepath).catch(() => undefined))?.size ?? file.bytestring?.length ?? 0;
     try {
@@ -332,7 +336,21 @@ export class DataFileStreamHandler extends EventEmitter {
       known = { size: s.size, mtimeMs: s.mtimeMs, hash: hash.digest('hex') };
       this.onDisk.set(relative, known);
     }
-    if (known.hash !== Buffer.from(chunk.fileHash).toString('hex')) return false;
+    if (known.hash !== Buffer.from(chunk.fileHash).toString('hex')) {
+      // a version older than the one already rebuilt (its chunks can arrive later from another partition): the
+      // finished file carries its source's mtime, so the older version is recognised and passed over
+      if (chunk.fileMtime > 0 && chunk.fileMtime * 1000 < Math.floor(s.mtimeMs) - 1) {
+        if (!this.skippedOnce.has(`${relative}\u0000${known.hash}\u0000older`)) {
+          this.skippedOnce.add(`${relative}\u0000${known.hash}\u0000older`);
+          this.log.info(
+            { file: relative },
+            `passed over an older version of ${relative} (source mtime ${new Date(chunk.fileMtime * 1000).toISOString()}); a newer one is already rebuilt`,
+          );
+        }
+        return true;
+      }
+      return false;
+    }
     if (!this.skippedOnce.has(relative)) {
       this.skippedOnce.add(relative);
       this.summary.filesSkipped += 1;

@@ -31,10 +31,12 @@ async function download(
   topic: string,
   until: (outcomes: FileOutcome[]) => boolean,
   extra: Partial<ConstructorParameters<typeof DataFileDownloadDirectory>[0]> = {},
+  limitMs?: number,
 ): Promise<{ outcomes: FileOutcome[]; dl: DataFileDownloadDirectory }> {
   const dl = new DataFileDownloadDirectory({ transport, outputDir, topic, logger, groupId: 'g', ...extra });
   const outcomes: FileOutcome[] = [];
   const stop = new AbortController();
+  if (limitMs !== undefined) setTimeout(() => stop.abort(), limitMs);
   dl.on('file', (f: FileOutcome) => {
     outcomes.push(f);
     if (until(outcomes)) stop.abort();
@@ -151,6 +153,33 @@ describe('download-dir (DataFileDownloadDirectory) on the embedded broker', () =
     assert.ok(readFileSync(join(out, 'm.dat')).equals(v2));
     await t.close();
   });
+
+  it(
+    'keeps the source mtime, and an older version finishing after a newer one does not overwrite it',
+    { timeout: 60_000 },
+    async () => {
+      const dir = fresh();
+      const t = await openEmbeddedTransport({ path: join(dir, 'b.db') });
+      await t.createTopic({ name: 'order', partitions: 1 });
+      const v1 = bytes(6000, 21);
+      const v2 = bytes(7000, 22);
+      const c1 = chunkFile(v1, { filename: 'm.dat', mtime: 1_700_000_000 });
+      const c2 = chunkFile(v2, { filename: 'm.dat', mtime: 1_700_000_500 });
+      // the newer version completes first; the older one's chunks come afterwards (as from a slower partition)
+      await t.producer().send(chunkRecords('order', [...c2, ...c1], 1));
+      const out = join(dir, 'out');
+      await download(t, out, 'order', (o) => o.length === 1);
+      assert.equal(statSync(join(out, 'm.dat')).mtimeMs, 1_700_000_500_000);
+      // give the older chunks every chance to be (wrongly) rebuilt
+      const again = await download(t, out, 'order', () => false, { groupId: 'again' }, 1500);
+      assert.deepEqual(
+        again.outcomes.map((o) => o.status),
+        ['already_present'],
+      );
+      assert.ok(readFileSync(join(out, 'm.dat')).equals(v2), 'the newer version stays');
+      await t.close();
+    },
+  );
 
   it('passes over files already rebuilt, and applies download_regex', { timeout: 60_000 }, async () => {
     const dir = fresh();
