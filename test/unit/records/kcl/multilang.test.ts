@@ -197,7 +197,14 @@ describe('multilang: more vectors', () => {
         void self.tryCheckpoint(cp, '9', 2);
       },
     });
-    const c = await converse(inProcessChild(p), [init(), batch('9'), reply('9')]);
+    const child = inProcessChild(p);
+    // what the processor had seen of its checkpoint when the status was written
+    let outcomesAtStatus: unknown[] | undefined;
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('"responseFor":"processRecords"')) outcomesAtStatus = [...p.errors];
+    });
+    const c = await converse(child, [init(), batch('9'), reply('9')]);
+    assert.deepEqual(outcomesAtStatus, ['ok'], 'the status must wait for the checkpoint reply');
     assert.deepEqual(c.messages, [
       status('initialize'),
       { action: 'checkpoint', sequenceNumber: '9', subSequenceNumber: 2 },
@@ -291,7 +298,7 @@ describe('multilang: more vectors', () => {
   });
 });
 
-describe('multilang: blocking checkpoints, driven step by step', () => {
+describe('multilang: blocking checkpoints, driven step by step', { timeout: 30_000 }, () => {
   it('a checkpoint request blocks the processor until its reply; a kept checkpointer is dead after the status', async () => {
     let resolved = false;
     const p = new ScriptedProcessor({
@@ -337,7 +344,7 @@ describe('multilang: blocking checkpoints, driven step by step', () => {
   });
 });
 
-describe('multilang: a real child process over stdio', () => {
+describe('multilang: a real child process over stdio', { timeout: 60_000 }, () => {
   it('talks the protocol, keeps console.log off stdout, and exits 0 at the end of stdin', async () => {
     const fixture = join(import.meta.dirname, 'fixtures', 'noisy-child.ts');
     const child = spawnChild(process.execPath, ['--import', 'tsx', fixture], {

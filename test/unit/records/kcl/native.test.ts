@@ -83,8 +83,13 @@ class Probe implements RecordProcessor {
     this.kept = input.checkpointer;
     await this.onRecords?.(input.records, input.checkpointer);
   }
-  leaseLost(): void {
+  /** What a checkpoint attempted inside leaseLost (with the checkpointer kept from processRecords) gave. */
+  checkpointInLeaseLost: unknown;
+  async leaseLost(): Promise<void> {
     this.calls.push('leaseLost');
+    // the partition is still ours in the transport while onRevoke runs: only the worker can refuse this
+    if (this.kept !== undefined)
+      this.checkpointInLeaseLost = await this.kept.checkpoint('3').catch((e: unknown) => e);
   }
   shardEnded(): void {
     this.calls.push('shardEnded');
@@ -95,7 +100,8 @@ class Probe implements RecordProcessor {
   }
 }
 
-describe('native mode on the embedded transport', () => {
+// a bug that stops a worker from finishing must fail the test, not hang the run
+describe('native mode on the embedded transport', { timeout: 30_000 }, () => {
   it('maps records: sequence number = offset, partition key = key, data = value', async () => {
     const { transport } = await setup(1, 3);
     const probe = new Probe();
@@ -234,6 +240,10 @@ describe('native mode on the embedded transport', () => {
     const lost = firstProbes.filter((p) => p.calls.includes('leaseLost'));
     assert.equal(lost.length, 1, 'exactly one of A’s shards lost its lease');
     assert.deepEqual(lost[0]!.calls.slice(-1), ['leaseLost']);
+    assert.ok(
+      isCheckpointError(lost[0]!.checkpointInLeaseLost, 'ShutdownException'),
+      String(lost[0]!.checkpointInLeaseLost),
+    );
     await assert.rejects(lost[0]!.kept!.checkpoint('1'), (e: unknown) =>
       isCheckpointError(e, 'ShutdownException'),
     );
