@@ -3,12 +3,15 @@
  *
  *   transport   produce/consume throughput of the embedded and Kafka transports, the raw Kafka client and Kafka's
  *               own perf tools (see bench/transport.ts for options)
+ *   files       end-to-end upload-dir → download-dir throughput and peak RSS per process, embedded and Kafka, against
+ *               OpenMSIStream on the same broker, plus one large file (see bench/files.ts for options)
  */
 import { runTransportBench } from './transport.ts';
 
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   transport: runTransportBench,
   records: (args) => import('./records.ts').then((m) => m.runRecordsBench(args)),
+  files: (args) => import('./files.ts').then((m) => m.runFilesBench(args)),
 };
 
 const [name, ...args] = process.argv.slice(2);

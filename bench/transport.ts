@@ -31,9 +31,8 @@ import { Consumer as RawConsumer, Producer as RawProducer } from '@platformatic/
 import { openEmbeddedTransport } from '../src/transport/embedded/index.ts';
 import { openKafkaTransport } from '../src/transport/kafka/index.ts';
 import type { Transport } from '../src/transport/types.ts';
+import { KAFKA_SH, ROOT, withKafkaBroker } from './lib/kafka-broker.ts';
 
-const ROOT = resolve(import.meta.dirname, '..');
-const KAFKA_SH = resolve(ROOT, 'scripts/kafka.sh');
 const BENCH_STATE = resolve(ROOT, '.infra/kafka-bench');
 const MiB = 1024 * 1024;
 /** Kafka's default max.request.size, and the per-request batch limit used by every Kafka contestant. */
@@ -93,28 +92,8 @@ function log(message: string): void {
 
 // ---- broker -----------------------------------------------------------------------------------------------------
 
-async function withBroker<T>(fn: (bootstrap: string) => Promise<T>): Promise<T> {
-  const given = process.env.SLUICE_KAFKA_BOOTSTRAP?.trim();
-  if (given) return fn(given);
-  const env = { ...process.env, SLUICE_KAFKA_STATE_DIR: BENCH_STATE };
-  log('starting a Kafka broker for the benchmark (scripts/kafka.sh start)…');
-  const bootstrap = execFileSync(KAFKA_SH, ['start'], { env, stdio: ['ignore', 'pipe', 'inherit'] })
-    .toString()
-    .trim();
-  const stop = (): void => {
-    execFileSync(KAFKA_SH, ['stop'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-  };
-  const onSignal = (): void => {
-    stop();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  try {
-    return await fn(bootstrap);
-  } finally {
-    process.removeListener('SIGINT', onSignal);
-    stop();
-  }
+function withBroker<T>(fn: (bootstrap: string) => Promise<T>): Promise<T> {
+  return withKafkaBroker(BENCH_STATE, (broker) => fn(broker.bootstrap), log);
 }
 
 // ---- sluice transports (embedded and Kafka) -------------------------------------------------------------------
