@@ -11,8 +11,10 @@ NODE="$ROOT/node_modules/.bin/node"
 [[ -x "$NODE" ]] || { echo "test-integration: run npm ci first (node_modules/.bin/node is missing)" >&2; exit 1; }
 
 started_kafka=0
+started_s3=0
 cleanup() {
   if [[ $started_kafka == 1 ]]; then bash scripts/kafka.sh stop || true; fi
+  if [[ $started_s3 == 1 ]]; then bash scripts/s3rver.sh stop || true; fi
 }
 trap cleanup EXIT
 
@@ -23,6 +25,14 @@ if [[ -z "${SLUICE_KAFKA_BOOTSTRAP:-}" ]]; then
   export SLUICE_KAFKA_BOOTSTRAP
 fi
 echo "test-integration: Kafka at $SLUICE_KAFKA_BOOTSTRAP" >&2
+
+# s3rver for the S3 tests (all files, or when an s3-* file is named); SLUICE_S3_ENDPOINT set: that server is used
+if [[ -z "${SLUICE_S3_ENDPOINT:-}" ]] && { [[ $# -eq 0 ]] || printf '%s\n' "$@" | grep -q 's3-'; }; then
+  started_s3=1
+  SLUICE_S3_ENDPOINT="$(bash scripts/s3rver.sh start)"
+  export SLUICE_S3_ENDPOINT
+  echo "test-integration: s3rver at $SLUICE_S3_ENDPOINT" >&2
+fi
 
 if ls test/integration/*interop*.test.ts >/dev/null 2>&1; then
   bash scripts/python-venv.sh

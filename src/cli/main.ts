@@ -4,7 +4,10 @@ import { registerConsumeCommand } from './commands/consume.ts';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerDownloadCommand } from './commands/download.ts';
 import { registerGroupCommands } from './commands/groups.ts';
+import { registerMetadataExampleCommand } from './commands/metadata-example.ts';
 import { registerProduceCommand } from './commands/produce.ts';
+import { registerRunCommand } from './commands/run.ts';
+import { registerS3TransferCommand } from './commands/s3-transfer.ts';
 import { registerTopicCommands } from './commands/topics.ts';
 import { registerUploadCommands } from './commands/upload.ts';
 import { reportError } from './common.ts';
@@ -35,6 +38,9 @@ OpenMSIStream config file with --config FILE.`,
   registerDemoCommand(program);
   registerUploadCommands(program);
   registerDownloadCommand(program);
+  registerRunCommand(program);
+  registerS3TransferCommand(program);
+  registerMetadataExampleCommand(program);
   return program;
 }
 
