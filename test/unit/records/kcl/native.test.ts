@@ -322,6 +322,23 @@ describe('native mode on the embedded transport', { timeout: 30_000 }, () => {
     await transport.close();
   });
 
+  it('initialPositionInStream LATEST: a shard without a checkpoint starts at the end', async () => {
+    const { transport } = await setup(1, 3);
+    const probe = new Probe();
+    const w = worker(transport, () => probe, { initialPositionInStream: 'LATEST' });
+    const run = w.run();
+    await eventually(() => w.shards().length === 1, 'the shard was initialized');
+    const producer = transport.producer();
+    await producer.send({ topic: 'events', partition: 0, value: 'new' });
+    await eventually(() => probe.seen.length === 1, 'the new record arrived');
+    assert.equal(probe.initSequence, 'LATEST');
+    assert.equal(probe.seen[0]!.sequenceNumber, '3');
+    await producer.close();
+    await w.stop();
+    await run;
+    await transport.close();
+  });
+
   it('rejects a configuration without stream, application or factory', () => {
     const t = {} as Transport;
     assert.throws(
