@@ -19,6 +19,8 @@ export function buildProgram(): Command {
         'Every command works the same on both: pick one with --broker (default file:./.sluice/broker.db).',
     )
     .version('0.1.0')
+    // options after a subcommand belong to it (`sluice run FILE --version` reaches the program)
+    .enablePositionalOptions()
     .showHelpAfterError('(add --help for usage and examples)')
     .addHelpText(
       'after',
