@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real-broker and interop tier: installs and starts its own Kafka (and the Python peers' venv), runs
+# The real-broker and interop tier: installs and starts its own Kafka and RabbitMQ (and the Python peers' venv), runs
 # test/integration/**, and stops everything it started, by PID, whatever happens.
 #   npm run test:integration                 # all integration tests
 #   npm run test:integration -- FILE...      # only these test files
@@ -12,9 +12,11 @@ NODE="$ROOT/node_modules/.bin/node"
 
 started_kafka=0
 started_s3=0
+started_rabbitmq=0
 cleanup() {
   if [[ $started_kafka == 1 ]]; then bash scripts/kafka.sh stop || true; fi
   if [[ $started_s3 == 1 ]]; then bash scripts/s3rver.sh stop || true; fi
+  if [[ $started_rabbitmq == 1 ]]; then bash scripts/rabbitmq.sh stop || true; fi
 }
 trap cleanup EXIT
 
@@ -39,4 +41,14 @@ if ls test/integration/*interop*.test.ts >/dev/null 2>&1; then
 fi
 
 if [[ $# -gt 0 ]]; then files=("$@"); else files=(test/integration/*.test.ts); fi
+
+# RabbitMQ (Debian's package, installed when missing) only when rabbitmq-* test files are selected;
+# SLUICE_RABBITMQ_URL set: that broker is used and left running
+if [[ -z "${SLUICE_RABBITMQ_URL:-}" && " ${files[*]} " == *rabbitmq-* ]]; then
+  bash scripts/rabbitmq.sh install
+  started_rabbitmq=1
+  SLUICE_RABBITMQ_URL="$(bash scripts/rabbitmq.sh start)"
+  export SLUICE_RABBITMQ_URL
+  echo "test-integration: RabbitMQ at $SLUICE_RABBITMQ_URL" >&2
+fi
 "$NODE" --import tsx --test --test-concurrency=1 "${files[@]}"

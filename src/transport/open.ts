@@ -6,12 +6,16 @@ import type { Transport } from './types.ts';
  * Where a program connects, in one string (the `--broker` option, or `$SLUICE_BROKER`):
  * - `file:PATH` (or `file://PATH`): the embedded broker in that SQLite file. Default `file:./.sluice/broker.db`.
  * - `kafka://HOST:PORT[,HOST:PORT…]` or plain `HOST:PORT[,…]`: a Kafka cluster.
+ * - `amqp://USER:PASSWORD@HOST:PORT[/VHOST]` (or `amqps://`): RabbitMQ (stream queues).
  */
-export type BrokerSpec = { kind: 'embedded'; path: string } | { kind: 'kafka'; bootstrapServers: string[] };
+export type BrokerSpec =
+  | { kind: 'embedded'; path: string }
+  | { kind: 'kafka'; bootstrapServers: string[] }
+  | { kind: 'rabbitmq'; url: string };
 
 export const BROKER_HELP =
   'file:PATH for the embedded broker (default file:./.sluice/broker.db), or kafka://HOST:PORT[,HOST:PORT…] ' +
-  '(plain HOST:PORT also works) for Kafka';
+  '(plain HOST:PORT also works) for Kafka, or amqp://USER:PASSWORD@HOST:PORT for RabbitMQ';
 
 export function parseBrokerSpec(spec: string | undefined): BrokerSpec {
   const raw = (spec ?? '').trim();
@@ -26,6 +30,7 @@ export function parseBrokerSpec(spec: string | undefined): BrokerSpec {
     }
     return { kind: 'embedded', path };
   }
+  if (/^amqps?:\/\//.test(raw)) return { kind: 'rabbitmq', url: raw };
   const kafka = raw.replace(/^kafka:\/\//, '');
   if (/^[^\s/:]+(:\d+)?(,[^\s/:]+(:\d+)?)*$/.test(kafka) || /^\[/.test(kafka)) {
     return { kind: 'kafka', bootstrapServers: kafka.split(',') };
@@ -61,6 +66,10 @@ export async function openTransport(options: OpenTransportOptions = {}): Promise
   if (spec.kind === 'embedded') {
     const { openEmbeddedTransport } = await import('./embedded/index.ts');
     return openEmbeddedTransport({ path: spec.path });
+  }
+  if (spec.kind === 'rabbitmq') {
+    const { openRabbitMqTransport } = await import('./rabbitmq/index.ts');
+    return openRabbitMqTransport({ url: spec.url, clientId: options.clientId ?? 'sluice' });
   }
   const { openKafkaTransport } = await import('./kafka/index.ts');
   return openKafkaTransport({
