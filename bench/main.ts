@@ -11,6 +11,7 @@ import { runTransportBench } from './transport.ts';
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   transport: runTransportBench,
   records: (args) => import('./records.ts').then((m) => m.runRecordsBench(args)),
+  reproduce: (args) => import('./reproduce.ts').then((m) => m.runReproduceBench(args)),
   files: (args) => import('./files.ts').then((m) => m.runFilesBench(args)),
 };
 
