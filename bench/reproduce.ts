@@ -28,8 +28,8 @@
  * duplicates and wrong results are counted, and a contestant with a wrong result never passes. MB/s = corpus
  * bytes (10^6) ÷ seconds. Both
  * sides log at their default level (info): sluice to a JSON log file, OpenMSIStream to its stdout (read by us).
- * Concurrency: sluice `concurrency` and OpenMSIStream `--n_consumer_threads`/`--n_producer_threads` are both
- * `--concurrency` (default 2, both programs' default).
+ * Concurrency: each program runs with its own default (OpenMSIStream 2 threads; sluice 2 files at a time, 8 for
+ * exactly-once reproducers, whose results share transactions) unless `--concurrency` sets both.
  *
  * CPU seconds over the timed window are reported for the program (sluice: this process, which also runs the
  * result counter; OpenMSIStream: its process) and for the Kafka broker when this benchmark started it.
@@ -357,6 +357,8 @@ interface RunContext {
   work: string;
   partitions: number;
   concurrency: number;
+  /** sluice's concurrency when --concurrency was given; otherwise sluice's own default. */
+  sluiceConcurrency: number | undefined;
   timeoutMs: number;
   brokerPid: number | undefined;
 }
@@ -408,7 +410,7 @@ async function timeSluice(
     outputDir: join(ctx.work, id),
     groupId,
     exactlyOnce,
-    concurrency: ctx.concurrency,
+    concurrency: ctx.sluiceConcurrency,
     mode: 'memory',
     logger,
   });
@@ -615,6 +617,7 @@ interface Options {
   scale: number;
   rounds: number;
   concurrency: number;
+  concurrencyGiven: boolean;
   chunkKiB: number;
   partitions: number;
   timeoutS: number;
@@ -627,6 +630,7 @@ function parseArgs(args: string[]): Options {
     scale: 1,
     rounds: 3,
     concurrency: 2,
+    concurrencyGiven: false,
     chunkKiB: 64,
     partitions: 4,
     timeoutS: 300,
@@ -646,8 +650,10 @@ function parseArgs(args: string[]): Options {
       o.scale = Number(v);
       if (!(o.scale > 0)) throw new Error(`bad option ${a}; ${usage}`);
     } else if (k === '--rounds') o.rounds = int(1);
-    else if (k === '--concurrency') o.concurrency = int(1, 64);
-    else if (k === '--chunk-kib') o.chunkKiB = int(1, 512);
+    else if (k === '--concurrency') {
+      o.concurrency = int(1, 64);
+      o.concurrencyGiven = true;
+    } else if (k === '--chunk-kib') o.chunkKiB = int(1, 512);
     else if (k === '--partitions') o.partitions = int(1, 64);
     else if (k === '--timeout') o.timeoutS = int(1);
     else if (k === '--only') {
@@ -706,6 +712,7 @@ export async function runReproduceBench(args: string[]): Promise<void> {
       work,
       partitions: o.partitions,
       concurrency: o.concurrency,
+      sluiceConcurrency: o.concurrencyGiven ? o.concurrency : undefined,
       timeoutMs: o.timeoutS * 1000,
       brokerPid,
     };

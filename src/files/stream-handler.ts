@@ -388,12 +388,12 @@ export class DataFileStreamHandler extends EventEmitter {
    */
   safeOffsets(
     partitions?: TopicPartition[],
-    exclude?: DownloadDataFile,
+    exclude?: DownloadDataFile | ReadonlySet<DownloadDataFile>,
   ): Array<{ topic: string; partition: number; offset: number }> {
     const floor = new Map<number, number>();
     const holding = [...this.inProgress.values(), ...[...this.processing].map((p) => p.file)];
     for (const file of holding) {
-      if (file === exclude) continue;
+      if (file === exclude || (exclude instanceof Set && exclude.has(file))) continue;
       for (const m of file.sourceMessages) {
         const f = floor.get(m.partition);
         if (f === undefined || m.offset < f) floor.set(m.partition, m.offset);

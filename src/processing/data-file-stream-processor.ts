@@ -48,7 +48,7 @@ export interface DataFileStreamProcessorOptions {
   groupId?: string;
   /** Only files whose relative path matches are processed. */
   downloadRegex?: RegExp;
-  /** Files processed at the same time (OpenMSIStream's `n_consumer_threads`). Default 2. */
+  /** Files processed at the same time (OpenMSIStream's `n_consumer_threads`). Default 2; 8 for exactly-once reproducers. */
   concurrency?: number;
   logger?: Logger;
   heartbeat?: HeartbeatOptions;
