@@ -28,7 +28,7 @@
  * duplicates and wrong results are counted, and a contestant with a wrong result never passes. MB/s = corpus
  * bytes (10^6) ÷ seconds. Both
  * sides log at their default level (info): sluice to a JSON log file, OpenMSIStream to its stdout (read by us).
- * Concurrency: each program runs with its own default (OpenMSIStream 2 threads; sluice 2 files at a time, 8 for
+ * Concurrency: each program runs with its own default (OpenMSIStream 2 threads; sluice 2 files at a time, 32 for
  * exactly-once reproducers, whose results share transactions) unless `--concurrency` sets both.
  *
  * CPU seconds over the timed window are reported for the program (sluice: this process, which also runs the

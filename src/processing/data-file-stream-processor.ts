@@ -48,7 +48,7 @@ export interface DataFileStreamProcessorOptions {
   groupId?: string;
   /** Only files whose relative path matches are processed. */
   downloadRegex?: RegExp;
-  /** Files processed at the same time (OpenMSIStream's `n_consumer_threads`). Default 2; 8 for exactly-once reproducers. */
+  /** Files processed at the same time (OpenMSIStream's `n_consumer_threads`). Default 2; 32 for exactly-once reproducers (their results share transactions). */
   concurrency?: number;
   logger?: Logger;
   heartbeat?: HeartbeatOptions;

@@ -71,7 +71,9 @@ export abstract class DataFileStreamReproducer extends DataFileStreamProcessor {
 
   constructor(options: DataFileStreamReproducerOptions) {
     // exactly-once results wait for a shared transaction: more files in flight means more of them per transaction
-    super({ ...options, concurrency: options.concurrency ?? (options.exactlyOnce === true ? 8 : 2) });
+    // (on Kafka: 8 → ~200 files/s, 32 → ~490). In memory mode each file in flight is held in memory until its
+    // transaction commits; use disk mode, or a lower concurrency, for very large files.
+    super({ ...options, concurrency: options.concurrency ?? (options.exactlyOnce === true ? 32 : 2) });
     this.reproducerOptions = options;
   }
 
