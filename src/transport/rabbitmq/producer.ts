@@ -235,6 +235,10 @@ export class RabbitMqProducer implements Producer {
     } finally {
       clearTimeout(timer);
     }
+    records.forEach((_, i) => {
+      const t = targets[i]!;
+      this.#transport.noteOffset(partitionQueue(t.topic, t.partition), located[i]!.offset);
+    });
     return records.map((_, i) => ({
       topic: targets[i]!.topic,
       partition: targets[i]!.partition,
