@@ -1,5 +1,6 @@
 /**
- * Consumer groups on RabbitMQ when a member dies (kill -9, no goodbye): the broker drops its connection and with it
+ * Consumer groups on RabbitMQ beyond the conformance suite: a rebalance while a member holds partitions (onRevoke
+ * can still commit), and a member that dies (kill -9, no goodbye): the broker drops its connection and with it
  * its partition leases, the survivor stops hearing its heartbeats and takes its partitions over, and continues
  * after the dead member's last commit (uncommitted records are delivered again, committed ones are not).
  *
@@ -46,6 +47,63 @@ if (process.env.SLUICE_RMQ_GROUP_CHILD !== undefined) {
   await child(url, topic, group);
 } else {
   const url = rabbitMqUrl();
+
+  describe('rabbitmq: rebalance hands partitions over after onRevoke', { timeout: 120_000 }, () => {
+    it('a member commits in onRevoke when a newcomer takes a partition; the newcomer starts there', async (t) => {
+      const tr = await openRabbitMqTransport({ url, clientId: 'sluice-group-revoke' });
+      const tr2 = await openRabbitMqTransport({ url, clientId: 'sluice-group-revoke-2' });
+      t.after(async () => {
+        await tr.close();
+        await tr2.close();
+      });
+      const suffix = Math.random().toString(36).slice(2, 10);
+      const topic = `group-revoke-${suffix}`;
+      const group = `g-${suffix}`;
+      await tr.createTopic({ name: topic, partitions: 2 });
+      await tr
+        .producer()
+        .send(Array.from({ length: 20 }, (_, i) => ({ topic, partition: i % 2, value: `v${i}` })));
+      const revoked: number[] = [];
+      const first = tr.consumer({
+        groupId: group,
+        topics: [topic],
+        sessionTimeoutMs: SESSION_MS,
+        onRevoke: async (ps) => {
+          revoked.push(...ps.map((p) => p.partition));
+          await first.commit(); // commits the positions of the revoked partitions too
+        },
+      });
+      const got: ConsumedRecord[] = [];
+      await eventually(async () => {
+        got.push(...(await first.poll({ timeoutMs: 200 })));
+        return got.length === 20;
+      }, 'the first member to read both partitions');
+      assert.equal(first.assignment().length, 2);
+
+      const second = tr2.consumer({ groupId: group, topics: [topic], sessionTimeoutMs: SESSION_MS });
+      const late: ConsumedRecord[] = [];
+      await eventually(async () => {
+        const [a] = await Promise.all([first.poll({ timeoutMs: 100 }), second.poll({ timeoutMs: 100 })]);
+        assert.deepEqual(a, [], 'the first member has nothing new');
+        late.push(...(await second.poll({ timeoutMs: 100 })));
+        return first.assignment().length === 1 && second.assignment().length === 1;
+      }, 'the members to split the partitions');
+      assert.equal(revoked.length, 1, 'onRevoke was called for the partition handed over');
+      assert.deepEqual(second.assignment(), [{ topic, partition: revoked[0] }]);
+      assert.deepEqual(
+        late,
+        [],
+        'the newcomer starts after the commit made in onRevoke: nothing is delivered again',
+      );
+      assert.deepEqual(await second.committed([{ topic, partition: revoked[0]! }]), [10]);
+      await tr.producer().send({ topic, partition: revoked[0]!, value: 'new' });
+      const next = await second.poll({ timeoutMs: 10_000 });
+      assert.deepEqual(
+        next.map((r) => [r.offset, r.value!.toString()]),
+        [[10, 'new']],
+      );
+    });
+  });
 
   describe('rabbitmq: a group member killed with SIGKILL', { timeout: 180_000 }, () => {
     it('loses its partitions to the survivor, which resumes after its commits', async (t) => {

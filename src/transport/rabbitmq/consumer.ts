@@ -87,6 +87,8 @@ export class RabbitMqConsumer implements Consumer {
   readonly #offsets: RecordLog<OffsetsRecord>;
   readonly #members = new Map<string, { topics: string[]; seen: number }>();
   readonly #assigned = new Map<string, Part>();
+  /** Partitions being handed over: no longer read, but still leased, so onRevoke can commit them. */
+  readonly #revoking = new Map<string, Part>();
   readonly #paused = new Set<string>();
   readonly #assignmentWaiters = new Set<() => void>();
   #announce: Channel | undefined;
@@ -186,6 +188,8 @@ export class RabbitMqConsumer implements Consumer {
     // give members that answer at once a moment, so the first round does not grab everything only to hand it back
     await new Promise((r) => setTimeout(r, Math.min(100, this.#heartbeatIntervalMs)));
     await this.#runRound();
+    // heartbeats (and retries of leases still held by others) from now on
+    this.#schedule(this.#nextRoundMs);
     if (this.#options.autoCommitIntervalMs !== undefined) {
       this.#autoTimer = setInterval(() => {
         this.commit().catch((err: unknown) => {
@@ -293,9 +297,11 @@ export class RabbitMqConsumer implements Consumer {
     if (revoke.length > 0) {
       const list = revoke.map((p) => ({ topic: p.topic, partition: p.partition }));
       await this.#drop(revoke);
+      for (const p of revoke) this.#revoking.set(tpKey(p.topic, p.partition), p);
       try {
         await this.#options.onRevoke?.(list);
       } finally {
+        for (const p of revoke) this.#revoking.delete(tpKey(p.topic, p.partition));
         await this.#release(list);
       }
     }
@@ -559,7 +565,7 @@ export class RabbitMqConsumer implements Consumer {
     await this.#leasesReady();
     const list =
       offsets ??
-      [...this.#assigned.values()]
+      [...this.#assigned.values(), ...this.#revoking.values()]
         .filter((p) => p.position !== undefined)
         .map((p) => ({ topic: p.topic, partition: p.partition, offset: p.position! }));
     if (list.length === 0) return;
@@ -570,7 +576,8 @@ export class RabbitMqConsumer implements Consumer {
           `Cannot commit offset ${o.offset} for ${o.topic}[${o.partition}]: offsets are whole numbers ≥ 0 (the next offset to read).`,
         );
       }
-      if (!this.#assigned.has(tpKey(o.topic, o.partition)) || !this.#leasesValid) {
+      const k = tpKey(o.topic, o.partition);
+      if ((!this.#assigned.has(k) && !this.#revoking.has(k)) || !this.#leasesValid) {
         throw new SluiceError(
           'SLUICE_REBALANCE',
           `Cannot commit ${o.topic}[${o.partition}] for group ${this.groupId}: this consumer does not own that ` +
