@@ -15,6 +15,9 @@
  *   its chunks are re-read from the topic, because their messages were not committed.
  * - `both`: both; the memory copy and the disk copy must hash the same (otherwise `SLUICE_IO`).
  *
+ * The partial file stays open between chunks (up to `MAX_OPEN_PARTIALS` files per process), so a chunk costs one
+ * positioned write, not open + write + close.
+ *
  * Upstream fsyncs after every chunk; sluice fsyncs once, before the rename. Callers that commit offsets only once
  * the file is complete (see `sourceMessages`) lose nothing on a crash: the uncommitted chunks are read again.
  *
@@ -33,7 +36,7 @@
  */
 
 import { createHash, type Hash } from 'node:crypto';
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { describeError, SluiceError } from '../errors.ts';
 import { type DataFileChunk, SHA512_LENGTH } from './chunk-codec.ts';
@@ -84,6 +87,13 @@ export const PARTIAL_SUFFIX = '.sluice-partial';
 
 const READ_BLOCK = 1024 * 1024;
 const NAME_MAX_BYTES = 255;
+
+/**
+ * Partial files kept open between chunks, over all `DownloadDataFile`s of the process. A file's chunks then cost one
+ * write each instead of open + write + close; past this many files in progress, chunks open and close again.
+ */
+const MAX_OPEN_PARTIALS = 64;
+let openPartials = 0;
 
 interface ChunkRecord {
   chunkHash: Buffer;
@@ -143,6 +153,8 @@ export class DownloadDataFile {
   private assembled: Buffer | null = null;
   private readonly dropped = new Map<string, ChunkSource>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** Disk modes: the current generation's partial file, kept open between chunks when the budget allows. */
+  private partialHandle: FileHandle | null = null;
 
   /**
    * `identity` is usually the first chunk received. Throws `SLUICE_UNSAFE_PATH` (before touching the disk) when
@@ -423,14 +435,19 @@ export class DownloadDataFile {
 
   private async writeToPartial(gen: Generation, data: Buffer, offset: number): Promise<void> {
     const file = this.partialFilepath;
-    let handle: Awaited<ReturnType<typeof open>> | undefined;
+    let handle: FileHandle | undefined;
     try {
       if (!gen.partialCreated) {
+        await this.closePartialHandle(); // an older generation's
         await mkdir(path.dirname(file), { recursive: true });
-        handle = await open(file, 'w'); // create, or truncate what an older generation or process left
+        handle = await open(file, 'w+'); // create, or truncate what an older generation or process left
         gen.partialCreated = true;
+        this.keepPartialHandle(handle);
+      } else if (this.partialHandle !== null) {
+        handle = this.partialHandle;
       } else {
         handle = await open(file, 'r+');
+        this.keepPartialHandle(handle);
       }
       let done = 0;
       while (done < data.length) {
@@ -438,10 +455,34 @@ export class DownloadDataFile {
         done += bytesWritten;
       }
     } catch (err) {
+      if (handle !== undefined && handle === this.partialHandle) await this.closePartialHandle();
+      else await handle?.close().catch(() => {});
       throw this.ioError(`write a chunk to ${file}`, err);
-    } finally {
-      await handle?.close().catch(() => {});
     }
+    if (handle !== this.partialHandle) await handle.close().catch(() => {});
+  }
+
+  /** Keeps `handle` open for the next chunks if the process-wide budget allows. */
+  private keepPartialHandle(handle: FileHandle): void {
+    if (openPartials >= MAX_OPEN_PARTIALS) return;
+    openPartials += 1;
+    this.partialHandle = handle;
+  }
+
+  /** Takes the kept handle (the caller closes it), or null. */
+  private takePartialHandle(): FileHandle | null {
+    const handle = this.partialHandle;
+    if (handle !== null) {
+      this.partialHandle = null;
+      openPartials -= 1;
+    }
+    return handle;
+  }
+
+  private async closePartialHandle(): Promise<void> {
+    await this.takePartialHandle()
+      ?.close()
+      .catch(() => {});
   }
 
   private async finish(gen: Generation): Promise<DownloadCode> {
@@ -463,7 +504,7 @@ export class DownloadDataFile {
     let handle: Awaited<ReturnType<typeof open>> | undefined;
     let diskHash: Buffer;
     try {
-      handle = await open(this.partialFilepath, 'r+');
+      handle = this.takePartialHandle() ?? (await open(this.partialFilepath, 'r+'));
       diskHash = await this.hashPartial(gen, handle);
       if (memoryHash && !memoryHash.equals(diskHash)) {
         await handle.close();
@@ -529,6 +570,7 @@ export class DownloadDataFile {
   }
 
   private async removePartial(): Promise<void> {
+    await this.closePartialHandle();
     try {
       await unlink(this.partialFilepath);
     } catch (err) {

@@ -80,6 +80,52 @@ export interface StreamSummary {
   bytesWritten: number;
 }
 
+/** Files of one poll batch handled at the same time. */
+const FILE_LANES = 32;
+/** Lane of records that fail to decode (quarantined in order). */
+const QUARANTINE_LANE = '\u0000quarantine';
+
+/**
+ * Moves a batch's partition positions as its records are handled: a partition's position is the offset of its first
+ * record not handled yet (or one past the last). A record being handled is not passed: until its chunk is part
+ * of a file's `sourceMessages`, nothing else holds the commit floor below it, so a commit made meanwhile (a
+ * checkpoint, or a processor's transaction) must not pass it.
+ */
+class BatchProgress {
+  /** Per partition: batch indexes in offset order, and how many of them (a prefix) are handled. */
+  private readonly parts = new Map<number, { indexes: number[]; done: number }>();
+  private readonly handled: Uint8Array;
+
+  constructor(
+    private readonly batch: ConsumedRecord[],
+    private readonly positions: Map<number, number>,
+  ) {
+    this.handled = new Uint8Array(batch.length);
+    batch.forEach((r, i) => {
+      let part = this.parts.get(r.partition);
+      if (part === undefined) {
+        part = { indexes: [], done: 0 };
+        this.parts.set(r.partition, part);
+      }
+      part.indexes.push(i);
+    });
+  }
+
+  finish(i: number): void {
+    this.handled[i] = 1;
+    const partition = this.batch[i]!.partition;
+    const part = this.parts.get(partition)!;
+    while (part.done < part.indexes.length && this.handled[part.indexes[part.done]!] === 1) part.done++;
+    const head = part.indexes[part.done];
+    this.positions.set(
+      partition,
+      head === undefined
+        ? this.batch[part.indexes[part.indexes.length - 1]!]!.offset + 1
+        : this.batch[head]!.offset,
+    );
+  }
+}
+
 interface RegistryEntry {
   row: Row;
 }
@@ -94,6 +140,8 @@ export class DataFileStreamHandler extends EventEmitter {
   private freeSlots: number;
   private readonly slotWaiters: Array<() => void> = [];
   private fatal: unknown;
+  /** The poll batch being handled, if any. */
+  private batchInFlight: Promise<void> | undefined;
   /** Next offset after the last record handled, per partition. */
   private readonly positions = new Map<number, number>();
   /** Finished copies already on disk: relative path → size, mtime and SHA-512 seen. */
@@ -179,7 +227,7 @@ export class DataFileStreamHandler extends EventEmitter {
       // the poll timeout bounds how long a stop request waits
       while (!signal.aborted) {
         const batch = await consumer.poll({ timeoutMs: 500 });
-        for (const r of batch) await this.handle(r);
+        await this.handleBatch(batch);
         if (this.fatal !== undefined) throw this.fatal;
         if (Date.now() - this.lastCheckpoint >= (o.checkpointIntervalMs ?? 1000)) await this.checkpoint();
       }
@@ -191,28 +239,85 @@ export class DataFileStreamHandler extends EventEmitter {
     return this.summary;
   }
 
-  private async handle(r: ConsumedRecord): Promise<void> {
+  /**
+   * Handles one poll's records. Records of one file are handled in order; different files (up to
+   * `FILE_LANES` at a time) are handled concurrently, so one file's disk waits (the fsync and rename that finish
+   * it, each chunk's write) overlap with other files' work instead of adding up. Every record of the batch is
+   * handled before this resolves; revocation waits for it (see `revoked`).
+   */
+  private async handleBatch(batch: ConsumedRecord[]): Promise<void> {
+    if (batch.length === 0) return;
+    const run = this.handleLanes(batch);
+    this.batchInFlight = run;
+    try {
+      await run;
+    } finally {
+      this.batchInFlight = undefined;
+    }
+  }
+
+  private async handleLanes(batch: ConsumedRecord[]): Promise<void> {
+    const progress = new BatchProgress(batch, this.positions);
+    let lanes = new Map<string, Promise<void>>();
+    const failures: unknown[] = [];
+    const settle = async (): Promise<void> => {
+      await Promise.all(lanes.values());
+      lanes = new Map();
+    };
+    for (let i = 0; i < batch.length; i++) {
+      const r = batch[i]!;
+      const decoded = this.decodeRecord(r);
+      if (decoded === undefined) {
+        progress.finish(i);
+        continue;
+      }
+      const key = 'error' in decoded ? QUARANTINE_LANE : decoded.relative;
+      if (!lanes.has(key) && lanes.size >= FILE_LANES) await settle();
+      const previous = lanes.get(key) ?? Promise.resolve();
+      lanes.set(
+        key,
+        previous.then(async () => {
+          if (failures.length > 0) return;
+          try {
+            if ('error' in decoded) await this.quarantine(r, decoded.error);
+            else await this.handleChunk(r, decoded.chunk, decoded.relative);
+            progress.finish(i);
+          } catch (err) {
+            failures.push(err);
+          }
+        }),
+      );
+    }
+    await settle();
+    if (failures.length > 0) throw failures[0];
+  }
+
+  /** Counts a record and finds the file it belongs to; undefined when it is passed over. */
+  private decodeRecord(
+    r: ConsumedRecord,
+  ): { chunk: DataFileChunk; relative: string } | { error: unknown } | undefined {
     this.summary.messagesRead += 1;
     this.options.heartbeats?.add('n_messages_read');
     this.options.heartbeats?.add('n_bytes_read', (r.key?.length ?? 0) + (r.value?.length ?? 0));
-    this.positions.set(r.partition, r.offset + 1);
-    if (!this.acceptRecord(r)) return;
+    if (!this.acceptRecord(r)) return undefined;
     let chunk: DataFileChunk | null;
     let relative: string;
     try {
       chunk = decodeChunk(r.value);
-      if (chunk === null) return;
+      if (chunk === null) return undefined;
       // checks the path before anything else touches the disk
       resolveChunkPath(this.options.outputDir, chunk.subdirStr, chunk.filename, chunk.filenameAppend);
       const name = applyFilenameAppend(chunk.filename, chunk.filenameAppend);
       relative = chunk.subdirStr === '' ? name : `${chunk.subdirStr}/${name}`;
     } catch (err) {
-      await this.quarantine(r, err);
-      return;
+      return { error: err };
     }
     const regex = this.options.downloadRegex;
-    if (regex !== undefined && !regex.test(relative)) return;
+    if (regex !== undefined && !regex.test(relative)) return undefined;
+    return { chunk, relative };
+  }
 
+  private async handleChunk(r: ConsumedRecord, chunk: DataFileChunk, relative: string): Promise<void> {
     let file = this.inProgress.get(relative);
     if (file === undefined) {
       if (await this.alreadyHandled(relative, chunk)) return;
@@ -230,9 +335,11 @@ export class DataFileStreamHandler extends EventEmitter {
     }
     this.touch(relative);
     if (code === DOWNLOAD_CODES.FILE_SUCCESSFULLY_RECONSTRUCTED) {
-      this.inProgress.delete(relative);
-      // bounded concurrency: wait for a free slot (back-pressure on reading), then process in the background
+      // bounded concurrency: wait for a free slot (back-pressure on reading), then process in the background.
+      // Until it moves to `processing`, the file stays in `inProgress`, so its chunks keep holding the commit floor
+      // against commits made meanwhile (checkpoints, other files' transactions).
       await this.acquireSlot();
+      this.inProgress.delete(relative);
       const entry = { file, task: Promise.resolve() };
       entry.task = this.completed(file)
         .catch((err: unknown) => {
@@ -437,6 +544,8 @@ export class DataFileStreamHandler extends EventEmitter {
 
   private async revoked(partitions: TopicPartition[]): Promise<void> {
     const mine = partitions.filter((p) => p.topic === this.options.topic);
+    // the records of the batch being handled count as handled (positions) only once they are
+    await this.batchInFlight?.catch(() => {});
     // files being processed finish first: their results and registry rows come before the commit
     await this.drainProcessing();
     try {

@@ -226,12 +226,13 @@ describe('download-dir (DataFileDownloadDirectory) on the embedded broker', () =
         filename: `f${i}.dat`,
         data: bytes(1000 + ((i * 7919) % 80_000), 100 + i),
       }));
-      // chunks of all files interleaved, so at any moment many files are half-built
+      // chunks of all files interleaved, so at any moment many files are half-built; small chunks (many messages),
+      // so the rebuild takes long enough for the kills below to land in unfinished work
       await t.producer().send(
         chunkRecords(
           'crash',
           shuffle(
-            files.flatMap((f) => chunkFile(f.data, { ...f, chunkSize: 512 })),
+            files.flatMap((f) => chunkFile(f.data, { ...f, chunkSize: 128 })),
             3,
           ),
           3,

@@ -32,7 +32,9 @@ export async function publishKillFiles(t: Transport, topic: string): Promise<voi
   await t.createTopic({ name: topic, partitions: 3 });
   await t.createTopic({ name: `${topic}-results`, partitions: 2 });
   const chunks = shuffle(
-    KILL_FILES.flatMap((f) => chunkFile(f.data, { ...f, chunkSize: 256 })),
+    // on the (fast) embedded broker, small chunks (many messages), so the work takes long enough for the kills to
+    // land in unfinished files
+    KILL_FILES.flatMap((f) => chunkFile(f.data, { ...f, chunkSize: t.kind === 'embedded' ? 32 : 256 })),
     11,
   );
   for (let i = 0; i < chunks.length; i += 500)
