@@ -253,7 +253,13 @@ export function resolveKafkaOptions(options: KafkaTransportOptions): ResolvedKaf
  * Java client retries that after ~20 ms, and a fixed 250 ms made each exactly-once file cost a quarter second.
  * Everything else keeps 250 ms.
  */
-export function retryDelay(_client: unknown, _operation: string, attempt: number, _retries: number, error: Error): number {
+export function retryDelay(
+  _client: unknown,
+  _operation: string,
+  attempt: number,
+  _retries: number,
+  error: Error,
+): number {
   if (kafkaErrorId(error, 'CONCURRENT_TRANSACTIONS', 'COORDINATOR_LOAD_IN_PROGRESS') !== undefined) {
     return Math.min(250, 10 * 2 ** attempt);
   }
