@@ -426,6 +426,9 @@ export class RabbitMqConsumer implements Consumer {
       onCancel: () => {
         // the queue was deleted (topic deleted): nothing more will come from it
       },
+      onFailure: (err) => {
+        if (part.reader === reader) this.#failure ??= err;
+      },
       resume: () => (part.position !== undefined ? part.position : part.spec),
     });
     return reader;

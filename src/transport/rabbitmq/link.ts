@@ -256,50 +256,83 @@ export class Publisher {
     return this.#channel;
   }
 
-  /** Resolves once the broker confirmed the message. `options.messageId` identifies it (one is made if absent). */
+  /**
+   * Resolves once the broker confirmed the message. `options.messageId` identifies it (one is made if absent).
+   *
+   * A message that comes back unroutable although its queue should exist (`stillExpected`, else a passive declare;
+   * a stream is unroutable while the broker shuts down or starts) is published again, for up to the link's
+   * reconnect timeout. Such a retry can put it after later messages of the same batch. A queue that should not
+   * exist fails with SLUICE_TOPIC_UNKNOWN.
+   */
   async publish(
     queue: string,
     content: Buffer,
     options: amqp.Options.Publish & { messageId?: string } = {},
+    stillExpected?: () => Promise<boolean>,
   ): Promise<void> {
+    const messageId = options.messageId ?? this.nextMessageId();
+    const deadline = Date.now() + this.#link.options.reconnectTimeoutMs;
+    let delay = 50;
+    for (;;) {
+      if (await this.#publishOnce(queue, content, { ...options, messageId })) return;
+      // While a broker shuts down or starts, a stream queue that exists is unroutable and may even answer 404 to a
+      // passive declare: the caller's own record of what should exist (the topic catalog) decides when it has one.
+      const exists =
+        stillExpected !== undefined
+          ? await stillExpected().catch(() => true)
+          : await this.#link
+              .withChannel((ch) => ch.checkQueue(queue))
+              .then(
+                () => true,
+                (err: unknown) => amqpCode(err) !== 404,
+              );
+      if (!exists || Date.now() + delay > deadline) {
+        throw new SluiceError(
+          'SLUICE_TOPIC_UNKNOWN',
+          exists
+            ? `RabbitMQ kept returning messages for queue ${queue} as unroutable for ` +
+                `${this.#link.options.reconnectTimeoutMs} ms although it exists; check the queue's state on the broker.`
+            : `RabbitMQ could not route a message to queue ${queue}: it does not exist (the topic was deleted, ` +
+                'or never created). Create the topic first, or let sluice create it (autoCreateTopics: true).',
+          { details: { queue } },
+        );
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, 1000);
+    }
+  }
+
+  /** One publish; true when confirmed, false when it came back unroutable. */
+  async #publishOnce(
+    queue: string,
+    content: Buffer,
+    options: amqp.Options.Publish & { messageId: string },
+  ): Promise<boolean> {
     if (this.#closed)
       throw new SluiceError('SLUICE_CLOSED', 'This RabbitMQ publisher is closed. Make a new one.');
     const ch = await this.#open();
-    const messageId = options.messageId ?? this.nextMessageId();
-    await new Promise<void>((resolve, reject) => {
-      this.#pending.set(messageId, { resolve, reject, queue });
-      const ok = ch.publish(
-        '',
-        queue,
-        content,
-        { ...options, messageId, mandatory: true, persistent: true },
-        (err) => {
-          const p = this.#pending.get(messageId);
-          if (p === undefined) return;
-          this.#pending.delete(messageId);
-          if (err !== null && err !== undefined) {
-            p.reject(
-              new SluiceError(
-                'SLUICE_DELIVERY_FAILED',
-                `RabbitMQ refused a message for ${queue} (negative acknowledgement: ${describeError(err)}). ` +
-                  'The queue may be over its limits or the node short of disk or memory; check the broker log.',
-                { cause: err, canRetry: true, details: { queue } },
-              ),
-            );
-          } else if (this.#returned.delete(messageId)) {
-            p.reject(
-              new SluiceError(
-                'SLUICE_TOPIC_UNKNOWN',
-                `RabbitMQ could not route a message to queue ${queue}: it does not exist (the topic was deleted, ` +
-                  'or never created). Create the topic first, or let sluice create it (autoCreateTopics: true).',
-                { details: { queue } },
-              ),
-            );
-          } else {
-            p.resolve();
-          }
-        },
-      );
+    const messageId = options.messageId;
+    return new Promise<boolean>((resolve, reject) => {
+      this.#pending.set(messageId, { resolve: () => resolve(true), reject, queue });
+      const ok = ch.publish('', queue, content, { ...options, mandatory: true, persistent: true }, (err) => {
+        const p = this.#pending.get(messageId);
+        if (p === undefined) return;
+        this.#pending.delete(messageId);
+        if (err !== null && err !== undefined) {
+          p.reject(
+            new SluiceError(
+              'SLUICE_DELIVERY_FAILED',
+              `RabbitMQ refused a message for ${queue} (negative acknowledgement: ${describeError(err)}). ` +
+                'The queue may be over its limits or the node short of disk or memory; check the broker log.',
+              { cause: err, canRetry: true, details: { queue } },
+            ),
+          );
+        } else if (this.#returned.delete(messageId)) {
+          resolve(false);
+        } else {
+          p.resolve();
+        }
+      });
       // amqplib buffers what the socket cannot take yet (`ok` false); the confirm still arrives
       void ok;
     });
@@ -334,6 +367,8 @@ export interface StreamReaderOptions {
   onMessage: (msg: ConsumeMessage, offset: number, channel: Channel) => void;
   /** The broker cancelled the consumer (the queue was deleted). */
   onCancel?: () => void;
+  /** Subscribing again after a reconnection failed for good. */
+  onFailure?: (err: unknown) => void;
   /** Where to continue after a reconnection; default: after the last offset seen, else `start`. */
   resume?: () => StreamOffsetSpec;
 }
@@ -370,12 +405,43 @@ export class StreamReader {
     });
     this.#offUp ??= this.#link.onUp(() => {
       if (this.#stopped) return;
-      this.#starting = this.#subscribe(this.#resumeSpec()).catch((err: unknown) => {
+      const p = this.#resubscribe();
+      this.#starting = p;
+      p.catch((err: unknown) => {
         this.failure = err;
+        this.#o.onFailure?.(err);
       });
     });
-    this.#starting ??= this.#subscribe(this.#o.start);
+    if (this.#starting === undefined || (this.failure !== undefined && this.#channel === undefined)) {
+      const first = this.#starting === undefined;
+      const p = first ? this.#subscribe(this.#o.start) : this.#resubscribe();
+      this.#starting = p;
+      p.catch(() => {
+        if (this.#starting === p) this.#starting = undefined;
+      });
+    }
     return this.#starting;
+  }
+
+  /**
+   * After a reconnection: subscribe again where the reader left off. Right after a broker restart a stream can be
+   * briefly unavailable, so failures are retried (with back-off) for the link's reconnect timeout.
+   */
+  async #resubscribe(): Promise<void> {
+    const deadline = Date.now() + this.#link.options.reconnectTimeoutMs;
+    let delay = 100;
+    for (;;) {
+      try {
+        await this.#subscribe(this.#resumeSpec());
+        this.failure = undefined;
+        return;
+      } catch (err) {
+        if (this.#stopped || this.#link.closed || Date.now() + delay > deadline) throw err;
+        await sleep(delay);
+        delay = Math.min(delay * 2, 2000);
+        if (this.#stopped) return;
+      }
+    }
   }
 
   #resumeSpec(): StreamOffsetSpec {

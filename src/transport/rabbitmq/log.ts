@@ -83,7 +83,13 @@ export class RecordLog<R extends LogRecord> {
     const seen = new Promise<void>((resolve) => this.#waiters.set(rec.id, resolve));
     let timer: NodeJS.Timeout | undefined;
     try {
-      await this.#publisher.publish(this.queue, Buffer.from(JSON.stringify(rec), 'utf8'));
+      // the log's stream always exists once opened: an unroutable record is retried (broker restarting)
+      await this.#publisher.publish(
+        this.queue,
+        Buffer.from(JSON.stringify(rec), 'utf8'),
+        {},
+        async () => true,
+      );
       await Promise.race([
         seen,
         new Promise<never>((_, reject) => {

@@ -192,11 +192,12 @@ export class RabbitMqProducer implements Producer {
       const f = followers.get(q)!;
       offsets.push(f.expect(id));
       confirms.push(
-        this.#publisher.publish(q, enc.content, {
-          messageId: id,
-          headers: enc.headers,
-          timestamp: Math.floor(enc.timestamp / 1000),
-        }),
+        this.#publisher.publish(
+          q,
+          enc.content,
+          { messageId: id, headers: enc.headers, timestamp: Math.floor(enc.timestamp / 1000) },
+          () => this.#transport.topicListed(t.topic),
+        ),
       );
     });
     try {
@@ -206,9 +207,6 @@ export class RabbitMqProducer implements Producer {
         const t = targets[i]!;
         followers.get(partitionQueue(t.topic, t.partition))!.forget(ids[i]!);
       });
-      if (err instanceof SluiceError && err.code === 'SLUICE_TOPIC_UNKNOWN') {
-        this.#transport.forgetTopic(targets[0]!.topic);
-      }
       throw err;
     }
     const waitMs = this.#transport.options.offsetWaitMs;

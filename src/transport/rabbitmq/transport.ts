@@ -179,9 +179,10 @@ export class RabbitMqTransport implements Transport {
     return this.#catalog.topics.get(topic)?.partitions ?? this.options.defaultPartitions;
   }
 
-  /** A send found the topic's queue gone: the next lookup asks the catalog again. */
-  forgetTopic(_topic: string): void {
-    // the catalog follows deletions by itself; nothing cached beyond it
+  /** Whether the catalog (brought up to date first) lists the topic. */
+  async topicListed(topic: string): Promise<boolean> {
+    await this.#catalogLog.sync();
+    return this.#catalog.topics.has(topic);
   }
 
   async createTopic(spec: TopicSpec, options: { ifNotExists?: boolean } = {}): Promise<void> {
