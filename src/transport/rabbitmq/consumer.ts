@@ -180,7 +180,7 @@ export class RabbitMqConsumer implements Consumer {
     await this.#setupAnnounce();
     this.#offDown ??= this.#link.onDown(() => this.#onDown());
     this.#offUp ??= this.#link.onUp(() => {
-      this.#reclaiming = this.#onUp().catch((err: unknown) => {
+      this.#reclaiming = this.#onUpWithRetry().catch((err: unknown) => {
         this.#failure ??= err;
       });
     });
@@ -445,6 +445,26 @@ export class RabbitMqConsumer implements Consumer {
     this.#announce = undefined;
     // buffered deliveries belong to the dead channels; the readers resume at the hand-out position
     for (const p of this.#assigned.values()) p.buffer = [];
+  }
+
+  /** `#onUp`, retried with back-off while a restarting broker still refuses declarations (bounded). */
+  async #onUpWithRetry(): Promise<void> {
+    const deadline = Date.now() + this.transport.options.reconnectTimeoutMs;
+    let delay = 100;
+    for (;;) {
+      try {
+        await this.#onUp();
+        return;
+      } catch (err) {
+        if (this.#stopping || this.#link.closed || !this.#link.connected || Date.now() + delay > deadline) {
+          // a new connection (if the link is down again) starts its own attempt
+          if (!this.#link.connected && !this.#stopping) return;
+          throw err;
+        }
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
   }
 
   /** After a reconnection: announce again and take back the leases of the partitions this member had. */
