@@ -39,6 +39,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { describeError, SluiceError } from '../errors.ts';
+import { fsyncDirectory } from '../runtime/atomic-file.ts';
 import { type DataFileChunk, SHA512_LENGTH } from './chunk-codec.ts';
 import { applyFilenameAppend, resolveChunkPath } from './safe-path.ts';
 
@@ -593,17 +594,5 @@ export class DownloadDataFile {
         details: { relativeFilepath: this.relativeFilepath, path: this.fullFilepath },
       },
     );
-  }
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
-  try {
-    handle = await open(dir, 'r');
-    await handle.sync();
-  } catch {
-    // not possible everywhere (Windows); the rename is atomic regardless
-  } finally {
-    await handle?.close().catch(() => {});
   }
 }

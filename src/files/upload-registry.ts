@@ -22,9 +22,10 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { describeError, SluiceError } from '../errors.ts';
+import { writeFileAtomic } from '../runtime/atomic-file.ts';
 import type { Logger } from '../runtime/logger.ts';
 import {
   LOGS_DIR_NAME,
@@ -157,21 +158,9 @@ function isJournalEntry(v: unknown): v is JournalEntry {
 }
 
 async function writeTextAtomic(file: string, text: string): Promise<void> {
-  const tmp = path.join(
-    path.dirname(file),
-    `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
-  );
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
   try {
-    handle = await open(tmp, 'wx');
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(tmp, file);
+    await writeFileAtomic(file, text);
   } catch (err) {
-    await handle?.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
     throw ioError('write', file, err);
   }
 }

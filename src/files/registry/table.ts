@@ -30,10 +30,10 @@
  * Unicode 14 is written raw by sluice and escaped by Python. Both forms read back to the same string.
  */
 
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describeError, SluiceError } from '../../errors.ts';
+import { writeFileAtomic } from '../../runtime/atomic-file.ts';
 
 export type CellType = 'str' | 'path' | 'int' | 'datetime' | 'intset';
 
@@ -508,18 +508,6 @@ function ioError(action: string, file: string, err: unknown): SluiceError {
   );
 }
 
-async function fsyncDirectory(dir: string): Promise<void> {
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
-  try {
-    handle = await open(dir, 'r');
-    await handle.sync();
-  } catch {
-    // Directory fsync is not possible everywhere (Windows); the rename itself is still atomic.
-  } finally {
-    await handle?.close().catch(() => {});
-  }
-}
-
 /**
  * Write `rows` to `file` atomically: the text goes to a hidden temp file in the same directory
  * (`.<name>.<pid>.<random>.tmp`, which no registry pattern matches), is fsynced, then renamed over `file`; the
@@ -533,27 +521,16 @@ export async function writeRegistryAtomic(
   rows: readonly Row[],
 ): Promise<void> {
   const text = formatRegistry(columns, rows);
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await mkdir(dir, { recursive: true });
+    await mkdir(path.dirname(file), { recursive: true });
   } catch (err) {
     throw ioError('create the directory of', file, err);
   }
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
   try {
-    handle = await open(tmp, 'wx');
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(tmp, file);
+    await writeFileAtomic(file, text);
   } catch (err) {
-    await handle?.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
     throw ioError('write', file, err);
   }
-  await fsyncDirectory(dir);
 }
 
 /** Read and parse a registry file; a missing file gives `[]`. Throws `SLUICE_REGISTRY` or `SLUICE_IO`. */
