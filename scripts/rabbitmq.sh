@@ -134,12 +134,23 @@ is_our_node() {
   [[ "$cmdline" == *beam* && "$cmdline" == *"$run"* ]]
 }
 
+# The PID of the process listening on 127.0.0.1:$1 (empty if none).
+listener_pid() {
+  local sockets
+  sockets="$(ss -ltnpH "sport = :$1" 2>/dev/null || true)"
+  [[ "$sockets" =~ pid=([0-9]+), ]] && echo "${BASH_REMATCH[1]}"
+  return 0
+}
+
 # epmd's command line does not name the run dir; it is ours when it is epmd and listens on our epmd port.
 is_our_epmd() {
   local pid="$1" port="$2"
   [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
   [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline")" == *epmd* ]] || return 1
-  ss -ltnpH "sport = :$port" 2>/dev/null | grep -q "pid=$pid,"
+  # no `ss | grep -q`: with pipefail, grep quitting early can SIGPIPE ss (epmd has two sockets) and fail the test
+  local sockets
+  sockets="$(ss -ltnpH "sport = :$port" 2>/dev/null || true)"
+  [[ "$sockets" == *"pid=$pid,"* ]]
 }
 
 # SIGTERM, wait up to 30 s, then SIGKILL.
@@ -163,7 +174,7 @@ stop_epmd() {
   [[ -f "$STATE/epmd_pid" ]] && epmd_pid="$(cat "$STATE/epmd_pid")"
   [[ -n "$RUN" && -f "$RUN/ports" ]] && port="$(awk '{print $4}' "$RUN/ports")"
   if [[ -z "$epmd_pid" && -n "$port" ]]; then
-    epmd_pid="$(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true)"
+    epmd_pid="$(listener_pid "$port")"
   fi
   if [[ -n "$epmd_pid" && -n "$port" ]] && is_our_epmd "$epmd_pid" "$port"; then
     stop_pid "$epmd_pid" epmd
@@ -224,7 +235,7 @@ $(tail -n 30 "$RUN/log/server.out")
 
   # our epmd: the process listening on our own epmd port
   local epmd_pid
-  epmd_pid="$(ss -ltnpH "sport = :$EPMD_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true)"
+  epmd_pid="$(listener_pid "$EPMD_PORT")"
   if [[ -n "$epmd_pid" ]] && is_our_epmd "$epmd_pid" "$EPMD_PORT"; then
     echo "$epmd_pid" >"$STATE/epmd_pid"
   else

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -44,7 +44,7 @@ describe('rabbitmq: broker restart', { timeout: 300_000 }, () => {
   after(async () => {
     for (const c of consumers) await c.close().catch(() => undefined);
     for (const t of opened) await t.close().catch(() => undefined);
-    await rabbit('stop');
+    await rabbit('stop'); // a no-op when the last case stopped it
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -162,5 +162,33 @@ describe('rabbitmq: broker restart', { timeout: 300_000 }, () => {
       ],
     );
     t.diagnostic(`${acked.length} records acknowledged around the restart, ${retried} retried sends`);
+  });
+
+  it('stop ends the node and its epmd, by PID, and deletes the run directory', async () => {
+    for (const c of consumers) await c.close().catch(() => undefined);
+    for (const t of opened) await t.close().catch(() => undefined);
+    await rabbit('stop');
+    // every process started for this state dir carries it in its environment (scripts/rabbitmq.sh exports it)
+    const marker = `SLUICE_RABBITMQ_STATE_DIR=${stateDir}`;
+    const left: string[] = [];
+    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      let env = '';
+      try {
+        env = readFileSync(`/proc/${pid}/environ`, 'latin1');
+      } catch {
+        continue; // gone meanwhile, or not ours to read
+      }
+      if (env.split('\0').includes(marker)) {
+        left.push(
+          `${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').join(' ').slice(0, 120)}`,
+        );
+      }
+    }
+    assert.deepEqual(left, [], 'processes of the stopped broker still running');
+    assert.deepEqual(
+      readdirSync(stateDir).filter((f) => f.startsWith('run-')),
+      [],
+      'the run directory is deleted',
+    );
   });
 });
