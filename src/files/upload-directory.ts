@@ -747,11 +747,12 @@ export class DataFileUploadDirectory extends EventEmitter<DataFileUploadDirector
       `uploaded ${rel}: ${result.chunks} chunk${result.chunks === 1 ? '' : 's'}` +
         `${resumed ? ` (resumed, of ${file.nChunks})` : ''}, ${result.bytes} bytes in ${ms} ms`,
     );
-    try {
-      await this.registry.flush();
-    } catch (err) {
+    // The registry files are written right away (complete() schedules it) but not waited for: the next file need
+    // not wait for fsyncs of CSV files (they coalesce while files complete); the journal line above already
+    // records the completion, and stop() flushes everything.
+    this.registry.flush().catch((err: unknown) => {
       this.log.error({ err }, `could not write the registry after uploading ${rel}: ${describeError(err)}`);
-    }
+    });
     this.emit('uploaded', {
       relPath: rel,
       path: abs,
