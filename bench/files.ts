@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- files [--quick] [--scale=X] [--big-gib=N] [--only=embedded,kafka,python,big] [options]`
+ * `npm run bench -- files [--quick] [--scale=X] [--big-gib=N] [--only=embedded,kafka,python,big,big-kafka] [options]`
  *
  * End-to-end file streaming: a generated corpus is uploaded with `sluice upload-dir --upload_existing` and rebuilt
  * with `sluice download-dir`, each a separate process (the CLI, as users run it), through the embedded broker and
@@ -30,7 +30,8 @@
  *   --scale=X             corpus scale (default 1 ≈ 1 GiB)
  *   --quick               smoke run: --scale=0.05 --big-gib=0.25
  *   --big-gib=N           size of the single-file memory run (default 4; 0 skips it)
- *   --only=LIST           runs to do, of embedded,kafka,python,big (default all)
+ *   --only=LIST           runs to do, of embedded,kafka,python,big,big-kafka (default all but big-kafka, which
+ *                         sends the large file through Kafka too: reported, not a target)
  *   --partitions=N        partitions of each topic (default 4)
  *   --rounds=N            repeat each run N times and report the median (default 1)
  *   --python-fraction=F   give OpenMSIStream only this fraction of the corpus (every file whose index falls in
@@ -47,7 +48,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openEmbeddedTransport } from '../src/transport/embedded/index.ts';
 import { openKafkaTransport } from '../src/transport/kafka/index.ts';
@@ -74,7 +75,9 @@ const TARGET_RATIO = 3;
 const TARGET_EMBEDDED_MBPS = 250;
 const TARGET_RSS_BYTES = 200 * MB;
 
-const RUNS = ['embedded', 'kafka', 'python', 'big'] as const;
+const RUNS = ['embedded', 'kafka', 'python', 'big', 'big-kafka'] as const;
+/** What runs without --only: everything but the large file through Kafka. */
+const DEFAULT_RUNS: readonly RunKind[] = ['embedded', 'kafka', 'python', 'big'];
 type RunKind = (typeof RUNS)[number];
 
 interface Options {
@@ -597,7 +600,7 @@ function parseArgs(args: string[]): Options {
   const o: Options = {
     scale: 1,
     bigBytes: 4 * GiB,
-    only: new Set(RUNS),
+    only: new Set(DEFAULT_RUNS),
     partitions: 4,
     rounds: 1,
     pythonFraction: 1,
@@ -648,13 +651,17 @@ function parseArgs(args: string[]): Options {
       );
     }
   }
-  if (o.bigBytes === 0) o.only.delete('big');
+  if (o.bigBytes === 0) {
+    o.only.delete('big');
+    o.only.delete('big-kafka');
+  }
   return o;
 }
 
 export async function runFilesBench(args: string[]): Promise<void> {
   const o = parseArgs(args);
   const startedAt = performance.now();
+  const loadAtStart = loadavg()[0]!;
   const hasVenv = existsSync(join(VENV, 'bin/DataFileUploadDirectory'));
   if (o.only.has('python') && !hasVenv) {
     log(
@@ -666,7 +673,9 @@ export async function runFilesBench(args: string[]): Promise<void> {
   const corpusBytes =
     spec.smallCount * ((spec.smallMin + spec.smallMax) / 2) + spec.large.reduce((a, b) => a + b, 0);
   // corpus, plus per run the broker's copy and the rebuilt copy; the big file likewise
-  const need = 3 * corpusBytes + (o.only.has('big') ? 3 * o.bigBytes : 0);
+  const needCorpus = o.only.has('embedded') || o.only.has('kafka') || o.only.has('python');
+  const need =
+    (needCorpus ? 3 * corpusBytes : 0) + (o.only.has('big') || o.only.has('big-kafka') ? 3 * o.bigBytes : 0);
   const fs = statfsSync(o.tmp);
   const free = fs.bavail * fs.bsize;
   if (free < need * 1.1) {
@@ -683,60 +692,76 @@ export async function runFilesBench(args: string[]): Promise<void> {
   let corpus: Corpus | undefined;
   try {
     log(`node ${process.version}; ${cpus().length} cores; work dir ${work}`);
-    const t = performance.now();
-    corpus = await generateCorpus(join(work, 'corpus'), spec);
-    log(`generated corpus: ${describeCorpus(corpus)} in ${fmt((performance.now() - t) / 1000, 1)} s`);
-    const corpusLabel = `${fmt(corpus.files.length)} files, ${mib(corpus.bytes)}`;
-    const full = corpus;
+    if (needCorpus) {
+      const t = performance.now();
+      corpus = await generateCorpus(join(work, 'corpus'), spec);
+      log(`generated corpus: ${describeCorpus(corpus)} in ${fmt((performance.now() - t) / 1000, 1)} s`);
+      const corpusLabel = `${fmt(corpus.files.length)} files, ${mib(corpus.bytes)}`;
+      const full = corpus;
 
-    if (o.only.has('embedded')) {
-      results.set(
-        'embedded',
-        await run(
-          {
-            label: 'sluice embedded',
-            program: 'sluice',
-            target: { kind: 'embedded', path: join(work, 'broker.db') },
-            corpus: full,
-            corpusLabel,
-          },
-          o,
-          work,
-        ),
-      );
-    }
+      if (o.only.has('embedded')) {
+        results.set(
+          'embedded',
+          await run(
+            {
+              label: 'sluice embedded',
+              program: 'sluice',
+              target: { kind: 'embedded', path: join(work, 'broker.db') },
+              corpus: full,
+              corpusLabel,
+            },
+            o,
+            work,
+          ),
+        );
+      }
 
-    let pythonCorpus = full;
-    let pythonLabel = corpusLabel;
-    if (o.only.has('python') && o.pythonFraction < 1) {
-      pythonCorpus = subsetCorpus(full, o.pythonFraction, join(work, 'corpus-subset'));
-      pythonLabel = `${fmt(pythonCorpus.files.length)} files, ${mib(pythonCorpus.bytes)} (subset)`;
-      log(`OpenMSIStream subset: ${describeCorpus(pythonCorpus)}`);
-    }
-    if (o.only.has('kafka') || o.only.has('python')) {
-      await withKafkaBroker(
-        BENCH_STATE,
-        async (broker) => {
-          log(`Kafka broker ${broker.bootstrap}; topics with ${o.partitions} partitions`);
-          const target: Target = { kind: 'kafka', broker };
-          if (o.only.has('kafka')) {
-            results.set(
-              'kafka',
-              await run(
-                { label: 'sluice kafka', program: 'sluice', target, corpus: full, corpusLabel },
-                o,
-                work,
-              ),
-            );
-          }
-          if (o.only.has('python')) {
-            if (pythonCorpus !== full && o.only.has('kafka')) {
+      let pythonCorpus = full;
+      let pythonLabel = corpusLabel;
+      if (o.only.has('python') && o.pythonFraction < 1) {
+        pythonCorpus = subsetCorpus(full, o.pythonFraction, join(work, 'corpus-subset'));
+        pythonLabel = `${fmt(pythonCorpus.files.length)} files, ${mib(pythonCorpus.bytes)} (subset)`;
+        log(`OpenMSIStream subset: ${describeCorpus(pythonCorpus)}`);
+      }
+      if (o.only.has('kafka') || o.only.has('python')) {
+        await withKafkaBroker(
+          BENCH_STATE,
+          async (broker) => {
+            log(`Kafka broker ${broker.bootstrap}; topics with ${o.partitions} partitions`);
+            const target: Target = { kind: 'kafka', broker };
+            if (o.only.has('kafka')) {
               results.set(
-                'kafka-subset',
+                'kafka',
+                await run(
+                  { label: 'sluice kafka', program: 'sluice', target, corpus: full, corpusLabel },
+                  o,
+                  work,
+                ),
+              );
+            }
+            if (o.only.has('python')) {
+              if (pythonCorpus !== full && o.only.has('kafka')) {
+                results.set(
+                  'kafka-subset',
+                  await run(
+                    {
+                      label: 'sluice kafka',
+                      program: 'sluice',
+                      target,
+                      corpus: pythonCorpus,
+                      corpusLabel: pythonLabel,
+                    },
+                    o,
+                    work,
+                  ),
+                );
+              }
+              results.set(
+                'python',
                 await run(
                   {
-                    label: 'sluice kafka',
-                    program: 'sluice',
+                    label: 'OpenMSIStream 1.8.8 kafka',
+                    program: 'openmsistream',
                     target,
                     corpus: pythonCorpus,
                     corpusLabel: pythonLabel,
@@ -746,27 +771,13 @@ export async function runFilesBench(args: string[]): Promise<void> {
                 ),
               );
             }
-            results.set(
-              'python',
-              await run(
-                {
-                  label: 'OpenMSIStream 1.8.8 kafka',
-                  program: 'openmsistream',
-                  target,
-                  corpus: pythonCorpus,
-                  corpusLabel: pythonLabel,
-                },
-                o,
-                work,
-              ),
-            );
-          }
-        },
-        log,
-      );
+          },
+          log,
+        );
+      }
     }
 
-    if (o.only.has('big')) {
+    if (o.only.has('big') || o.only.has('big-kafka')) {
       rmSync(join(work, 'corpus-subset'), { recursive: true, force: true });
       const t2 = performance.now();
       const big = await generateCorpus(join(work, 'big'), {
@@ -777,20 +788,45 @@ export async function runFilesBench(args: string[]): Promise<void> {
         seed: 'sluice-files-bench-big-1',
       });
       log(`generated ${mib(big.bytes)} file in ${fmt((performance.now() - t2) / 1000, 1)} s`);
-      results.set(
-        'big',
-        await run(
-          {
-            label: 'sluice embedded, one file',
-            program: 'sluice',
-            target: { kind: 'embedded', path: join(work, 'broker-big.db') },
-            corpus: big,
-            corpusLabel: `1 file, ${mib(big.bytes)}`,
+      const bigLabel = `1 file, ${mib(big.bytes)}`;
+      if (o.only.has('big')) {
+        results.set(
+          'big',
+          await run(
+            {
+              label: 'sluice embedded, one file',
+              program: 'sluice',
+              target: { kind: 'embedded', path: join(work, 'broker-big.db') },
+              corpus: big,
+              corpusLabel: bigLabel,
+            },
+            o,
+            work,
+          ),
+        );
+      }
+      if (o.only.has('big-kafka')) {
+        await withKafkaBroker(
+          BENCH_STATE,
+          async (broker) => {
+            results.set(
+              'big-kafka',
+              await run(
+                {
+                  label: 'sluice kafka, one file',
+                  program: 'sluice',
+                  target: { kind: 'kafka', broker },
+                  corpus: big,
+                  corpusLabel: bigLabel,
+                },
+                o,
+                work,
+              ),
+            );
           },
-          o,
-          work,
-        ),
-      );
+          log,
+        );
+      }
       rmSync(join(work, 'big'), { recursive: true, force: true });
     }
   } finally {
@@ -802,6 +838,9 @@ export async function runFilesBench(args: string[]): Promise<void> {
   console.log('');
   console.log(
     `files benchmark: ${corpus ? describeCorpus(corpus) : ''}; ${o.partitions} partitions; node ${process.version}; ${cpus().length} cores`,
+  );
+  console.log(
+    `1-minute load average before the benchmark ${fmt(loadAtStart, 1)}, at the end ${fmt(loadavg()[0]!, 1)}: other programs running meanwhile share the ${cpus().length} cores and lower the figures.`,
   );
   console.log(
     'MB = 10^6 bytes. e2e = uploader ready → last file rebuilt and SHA-512 verified by the downloader; every',
