@@ -41,7 +41,7 @@
  * .infra/kafka-bench-reproduce) and stops it afterwards. OpenMSIStream comes from $SLUICE_VENV (default .venv;
  * create it with `bash scripts/python-venv.sh`); without it the Python contestant is skipped.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createCipheriv, createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -56,9 +56,9 @@ import { openEmbeddedTransport } from '../src/transport/embedded/index.ts';
 import { openKafkaTransport } from '../src/transport/kafka/index.ts';
 import type { ProduceRecord, Transport } from '../src/transport/types.ts';
 import { chunkFile, chunkRecords } from '../test/unit/files/stream-helpers.ts';
+import { withKafkaBroker } from './lib/kafka-broker.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const KAFKA_SH = resolve(ROOT, 'scripts/kafka.sh');
 const BENCH_STATE = resolve(ROOT, '.infra/kafka-bench-reproduce');
 const VENV = resolve(process.env.SLUICE_VENV ?? resolve(ROOT, '.venv'));
 const PY_REPRODUCER = resolve(ROOT, 'bench/python/hash_metadata_reproducer.py');
@@ -580,36 +580,6 @@ async function runPython(kafka: Transport, bootstrap: string, ctx: RunContext): 
 // ---------------------------------------------------------------------------------------------------------------
 // broker
 
-async function withBroker<T>(fn: (bootstrap: string, pid: number | undefined) => Promise<T>): Promise<T> {
-  const given = process.env.SLUICE_KAFKA_BOOTSTRAP?.trim();
-  if (given) return fn(given, undefined);
-  const env = { ...process.env, SLUICE_KAFKA_STATE_DIR: BENCH_STATE };
-  log(`starting a Kafka broker for the benchmark (scripts/kafka.sh start, state in ${BENCH_STATE})…`);
-  const bootstrap = execFileSync(KAFKA_SH, ['start'], { env, stdio: ['ignore', 'pipe', 'inherit'] })
-    .toString()
-    .trim();
-  let pid: number | undefined;
-  try {
-    pid = Number(readFileSync(join(BENCH_STATE, 'pid'), 'utf8').trim()) || undefined;
-  } catch {
-    pid = undefined;
-  }
-  const stop = (): void => {
-    execFileSync(KAFKA_SH, ['stop'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-  };
-  const onSignal = (): void => {
-    stop();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  try {
-    return await fn(bootstrap, pid);
-  } finally {
-    process.removeListener('SIGINT', onSignal);
-    stop();
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // options, run, report
 
@@ -754,7 +724,7 @@ export async function runReproduceBench(args: string[]): Promise<void> {
   };
 
   try {
-    if (needsKafka) await withBroker((bootstrap, pid) => runAll(bootstrap, pid));
+    if (needsKafka) await withKafkaBroker(BENCH_STATE, (broker) => runAll(broker.bootstrap, broker.pid), log);
     else await runAll(undefined, undefined);
   } finally {
     rmSync(work, { recursive: true, force: true });
