@@ -8,23 +8,7 @@
 // every port is known, so the N ports differ; they are closed before printing, so there is a small window in which
 // another process could take one (the broker then fails with "Address already in use" and start reports it).
 import net from 'node:net';
-
-async function freePorts(n) {
-  const servers = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const server = net.createServer();
-      await new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve);
-      });
-      servers.push(server);
-    }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  }
-}
+import { freePorts } from '../free-ports.mjs';
 
 // ApiVersions v0 request: int32 size | int16 api_key=18 | int16 api_version=0 | int32 correlation_id
 // | int16 client_id length + bytes. Response: int32 size | int32 correlation_id | int16 error_code | ...

@@ -9,23 +9,7 @@
 // every port is known, so the N ports differ; they are closed before printing, so there is a small window in which
 // another process could take one (the node then fails with "eaddrinuse" and start reports it).
 import net from 'node:net';
-
-async function freePorts(n) {
-  const servers = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const server = net.createServer();
-      await new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve);
-      });
-      servers.push(server);
-    }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  }
-}
+import { freePorts } from '../free-ports.mjs';
 
 // The client opens with the protocol header "AMQP" 0 0 9 1. A RabbitMQ node answers with a method frame:
 // type 1 | channel u16 0 | size u32 | class u16 10 (connection) | method u16 10 (start) | ... | frame end 0xCE.
