@@ -26,7 +26,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Consumer as RawConsumer } from '@platformatic/kafka';
 import { pino } from 'pino';
 import {
   BatchingConsumer,
@@ -40,9 +39,10 @@ import {
 import { openEmbeddedTransport } from '../src/transport/embedded/index.ts';
 import { openKafkaTransport } from '../src/transport/kafka/index.ts';
 import type { ConsumedRecord, Transport } from '../src/transport/types.ts';
+import { withKafkaBroker } from './lib/kafka-broker.ts';
+import { rawEarliestConsumer } from './lib/raw-kafka.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const KAFKA_SH = resolve(ROOT, 'scripts/kafka.sh');
 const BENCH_STATE = resolve(ROOT, '.infra/kafka-bench-records');
 const MiB = 1024 * 1024;
 const RECORD_SIZE = 1024;
@@ -86,31 +86,6 @@ function clock(): () => { seconds: number; cpuMicros: number } {
     const used = process.cpuUsage(cpu);
     return { seconds: (performance.now() - start) / 1000, cpuMicros: used.user + used.system };
   };
-}
-
-/** The same logic as bench/transport.ts: use the given broker, or start a private one and stop it afterwards. */
-async function withBroker<T>(fn: (bootstrap: string) => Promise<T>): Promise<T> {
-  const given = process.env.SLUICE_KAFKA_BOOTSTRAP?.trim();
-  if (given) return fn(given);
-  const env = { ...process.env, SLUICE_KAFKA_STATE_DIR: BENCH_STATE };
-  log('starting a Kafka broker for the benchmark (scripts/kafka.sh start)…');
-  const bootstrap = execFileSync(KAFKA_SH, ['start'], { env, stdio: ['ignore', 'pipe', 'inherit'] })
-    .toString()
-    .trim();
-  const stop = (): void => {
-    execFileSync(KAFKA_SH, ['stop'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-  };
-  const onSignal = (): void => {
-    stop();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  try {
-    return await fn(bootstrap);
-  } finally {
-    process.removeListener('SIGINT', onSignal);
-    stop();
-  }
 }
 
 /** A 1 KiB JSON record: `{"uid":"user-<i % 1000>","ts":…,"seq":i,"pad":"…"}`. */
@@ -210,20 +185,7 @@ async function runChain(t: Transport, topic: string, count: number, batch: numbe
 }
 
 async function runRaw(bootstrap: string, topic: string, count: number, batch: number): Promise<Measure> {
-  const consumer = new RawConsumer({
-    clientId: 'bench-raw',
-    bootstrapBrokers: [bootstrap],
-    groupId: `bench-raw-${randomUUID()}`,
-    autocommit: false,
-    maxWaitTime: 500,
-  });
-  const stream = await consumer.consume({
-    topics: [topic],
-    mode: 'earliest',
-    autocommit: false,
-    sessionTimeout: 10_000,
-    heartbeatInterval: 1000,
-  });
+  const { consumer, stream } = await rawEarliestConsumer(bootstrap, topic);
   const stop = clock();
   let records = 0;
   let kept: string[] = [];
@@ -393,7 +355,7 @@ export async function runRecordsBench(args: string[]): Promise<void> {
   }
   const startedAt = performance.now();
   const runs = new Map<Contestant, Measure[]>();
-  await withBroker(async (bootstrap) => {
+  await withKafkaBroker(BENCH_STATE, async ({ bootstrap }) => {
     log(
       `broker ${bootstrap}; node ${process.version}; ${cpus().length} cores; ${count} records of ${RECORD_SIZE} B, ` +
         `batches of ${o.batch}; ${o.rounds} round(s), median reported`,

@@ -27,11 +27,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Consumer as RawConsumer, Producer as RawProducer } from '@platformatic/kafka';
+import { Producer as RawProducer } from '@platformatic/kafka';
 import { openEmbeddedTransport } from '../src/transport/embedded/index.ts';
 import { openKafkaTransport } from '../src/transport/kafka/index.ts';
 import type { Transport } from '../src/transport/types.ts';
 import { KAFKA_SH, ROOT, withKafkaBroker } from './lib/kafka-broker.ts';
+import { rawEarliestConsumer } from './lib/raw-kafka.ts';
 
 const BENCH_STATE = resolve(ROOT, '.infra/kafka-bench');
 const MiB = 1024 * 1024;
@@ -194,20 +195,7 @@ async function rawProduce(bootstrap: string, topic: string, w: Workload): Promis
 }
 
 async function rawConsume(bootstrap: string, topic: string, w: Workload): Promise<Measure> {
-  const consumer = new RawConsumer({
-    clientId: 'bench-raw',
-    bootstrapBrokers: [bootstrap],
-    groupId: `bench-raw-${randomUUID()}`,
-    autocommit: false,
-    maxWaitTime: 500,
-  });
-  const stream = await consumer.consume({
-    topics: [topic],
-    mode: 'earliest',
-    autocommit: false,
-    sessionTimeout: 10_000,
-    heartbeatInterval: 1000,
-  });
+  const { consumer, stream } = await rawEarliestConsumer(bootstrap, topic);
   let records = 0;
   let bytes = 0;
   const stop = clock();
