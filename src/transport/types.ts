@@ -110,6 +110,12 @@ export type StartPosition = 'committed' | 'earliest' | 'latest' | { offsets: Top
 export interface ConsumerOptions {
   groupId: string;
   topics: string[];
+  /**
+   * Static assignment (Kafka's `assign()`): read exactly these partitions of `topics`, without joining the group.
+   * No rebalancing: other members and static consumers of the same group are ignored, `onAssign` runs once for
+   * these partitions and `onRevoke` at close. Offsets are still committed to and loaded from `groupId`.
+   */
+  assign?: TopicPartition[];
   start?: StartPosition;
   /** With `start: 'committed'` and no committed offset: where to begin. Default `earliest`. */
   resetTo?: 'earliest' | 'latest';

@@ -436,6 +436,62 @@ conformanceCase(
   },
 );
 
+conformanceCase(
+  'assign: static partitions, no rebalancing, offsets in the group',
+  async ({ open, name, consumer }) => {
+    const tr = await open();
+    const topic = name('assign');
+    await tr.createTopic({ name: topic, partitions: 3 });
+    await tr
+      .producer()
+      .send(Array.from({ length: 9 }, (_, i) => ({ topic, partition: i % 3, value: `${i}` })));
+    const group = name('g');
+    const one = consumer(tr, { groupId: group, topics: [topic], assign: [{ topic, partition: 1 }] });
+    const two = consumer(tr, { groupId: group, topics: [topic], assign: [{ topic, partition: 2 }] });
+    assert.deepEqual(await one.waitForAssignment(), [{ topic, partition: 1 }]);
+    assert.deepEqual(await two.waitForAssignment(), [{ topic, partition: 2 }]);
+    const fromOne = await readN(one, 3);
+    const fromTwo = await readN(two, 3);
+    assert.deepEqual(
+      fromOne.map((r) => [r.partition, r.value?.toString()]),
+      [
+        [1, '1'],
+        [1, '4'],
+        [1, '7'],
+      ],
+      'the first consumer reads exactly partition 1',
+    );
+    assert.deepEqual(
+      fromTwo.map((r) => [r.partition, r.value?.toString()]),
+      [
+        [2, '2'],
+        [2, '5'],
+        [2, '8'],
+      ],
+      'the second consumer of the same group keeps partition 2: no rebalancing between static consumers',
+    );
+    assert.deepEqual(one.assignment(), [{ topic, partition: 1 }]);
+    await one.commit([{ topic, partition: 1, offset: 2 }]);
+    await one.close();
+    const again = consumer(tr, { groupId: group, topics: [topic], assign: [{ topic, partition: 1 }] });
+    assert.deepEqual(await again.committed([{ topic, partition: 1 }]), [2]);
+    const resumed = await readN(again, 1);
+    assert.deepEqual(
+      resumed.map((r) => [r.partition, r.offset, r.value?.toString()]),
+      [[1, 2, '7']],
+      'a new static consumer of the group starts at the committed offset',
+    );
+    const bad = consumer(tr, { groupId: group, topics: [topic], assign: [{ topic, partition: 3 }] });
+    await assert.rejects(
+      async () => {
+        for (let i = 0; i < 20; i++) await bad.poll({ timeoutMs: 200 });
+      },
+      (err: unknown) =>
+        isSluiceError(err) && err.code === 'SLUICE_CONFIG_INVALID' && /partitions 0-2/.test(err.message),
+    );
+  },
+);
+
 conformanceCase('pause and resume one partition', async ({ open, name, consumer }) => {
   const tr = await open();
   const topic = name('pause');

@@ -159,8 +159,18 @@ export class EmbeddedConsumer implements Consumer {
     return this.beat;
   }
 
+  /** The member id that must own a partition to commit it; undefined for a static assignment (no leases). */
+  get leaseHolder(): string | undefined {
+    return this.options.assign === undefined ? this.memberId : undefined;
+  }
+
   private async heartbeatOnce(): Promise<void> {
     if (this.stopping) return;
+    if (this.options.assign !== undefined) {
+      this.nextBeatMs = this.heartbeatIntervalMs;
+      if (this.assigned.size === 0) await this.assignStatic(this.options.assign);
+      return;
+    }
     const store = this.transport.store;
     const now = Date.now();
     const expires = now + this.sessionTimeoutMs;
@@ -256,6 +266,33 @@ export class EmbeddedConsumer implements Consumer {
       await this.options.onAssign?.(claimed);
       for (const w of [...this.assignmentWaiters]) w();
     }
+  }
+
+  /** A static assignment: no membership row, no leases; the partitions are this consumer's until it closes. */
+  private async assignStatic(partitions: TopicPartition[]): Promise<void> {
+    const claim = this.transport.store.write(() =>
+      partitions.map((tp) => {
+        const row = this.transport.requireTopicSync(tp.topic, this.options.autoCreateTopics ?? false);
+        if (
+          !this.topics.includes(tp.topic) ||
+          !Number.isInteger(tp.partition) ||
+          tp.partition < 0 ||
+          tp.partition >= row.partitions
+        ) {
+          throw new SluiceError(
+            'SLUICE_CONFIG_INVALID',
+            `Cannot assign ${tp.topic}[${tp.partition}]: topic ${tp.topic} has partitions 0-${row.partitions - 1}` +
+              (this.topics.includes(tp.topic) ? '' : ' but is not in options.topics') +
+              '. Assign existing partitions of the subscribed topics.',
+          );
+        }
+        return { topic: tp.topic, partition: tp.partition, tid: row.tid };
+      }),
+    );
+    if (this.stopping) return;
+    const claimed = this.initPositions(claim);
+    await this.options.onAssign?.(claimed);
+    for (const w of [...this.assignmentWaiters]) w();
   }
 
   private drop(partitions: TopicPartition[]): void {
@@ -470,7 +507,7 @@ export class EmbeddedConsumer implements Consumer {
       }));
     if (list.length === 0) return;
     const now = Date.now();
-    this.transport.store.write(() => this.transport.commitSync(this.groupId, this.memberId, list, now));
+    this.transport.store.write(() => this.transport.commitSync(this.groupId, this.leaseHolder, list, now));
   }
 
   /** Called after a `sendAndCommit` so positions never fall behind what the group has committed. */

@@ -370,8 +370,16 @@ export class EmbeddedTransport implements Transport {
     }
   }
 
-  /** Commits group offsets inside the current write transaction; the member must own each partition. */
-  commitSync(groupId: string, memberId: string, offsets: TopicPartitionOffset[], now: number): void {
+  /**
+   * Commits group offsets inside the current write transaction; the member must own each partition.
+   * `memberId` undefined: a consumer with a static assignment, which commits without owning a lease.
+   */
+  commitSync(
+    groupId: string,
+    memberId: string | undefined,
+    offsets: TopicPartitionOffset[],
+    now: number,
+  ): void {
     const owner = this.store.stmt(
       'SELECT member_id FROM owners WHERE group_id = ? AND topic = ? AND partition = ?',
     );
@@ -387,7 +395,7 @@ export class EmbeddedTransport implements Transport {
         );
       }
       const row = owner.get(groupId, o.topic, o.partition) as { member_id: string } | undefined;
-      if (row?.member_id !== memberId) {
+      if (memberId !== undefined && row?.member_id !== memberId) {
         throw new SluiceError(
           'SLUICE_REBALANCE',
           `Cannot commit ${o.topic}[${o.partition}] for group ${groupId}: this consumer no longer owns that partition ` +
@@ -584,7 +592,7 @@ export class EmbeddedProducer implements Producer {
     const meta = this.transport.store.write(() => {
       this.transport.resolveTopicsSync(prepared, this.autoCreate, topics);
       const m = this.transport.appendSync(prepared, topics, this.pick);
-      this.transport.commitSync(consumer.groupId, consumer.memberId, offsets, now);
+      this.transport.commitSync(consumer.groupId, consumer.leaseHolder, offsets, now);
       return m;
     });
     consumer.noteCommitted(offsets);

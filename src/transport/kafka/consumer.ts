@@ -31,6 +31,7 @@ const READ_COMMITTED = 1;
 const CONSUMER_KEYS = new Set([
   'groupId',
   'topics',
+  'assign',
   'start',
   'resetTo',
   'autoCommitIntervalMs',
@@ -115,6 +116,16 @@ function validateConsumerOptions(o: ConsumerOptions): void {
     o.topics.some((t) => typeof t !== 'string' || t === '')
   ) {
     throw usage('Consumer option topics must be a non-empty array of topic names.');
+  }
+  if (
+    o.assign !== undefined &&
+    (!Array.isArray(o.assign) ||
+      o.assign.length === 0 ||
+      o.assign.some((tp) => typeof tp?.topic !== 'string' || !Number.isInteger(tp?.partition)))
+  ) {
+    throw usage(
+      'Consumer option assign must be a non-empty array of { topic, partition } of the subscribed topics.',
+    );
   }
   const s: StartPosition | undefined = o.start;
   if (s !== undefined && s !== 'committed' && s !== 'earliest' && s !== 'latest') {
@@ -208,6 +219,8 @@ export class KafkaConsumer implements Consumer {
   #closing: Promise<void> | undefined;
   #started: Promise<void> | undefined;
   #joined = false;
+  /** Partitions come from options.assign, not from the group. */
+  #static = false;
   #parts = new Map<string, PartState>();
   /** Bumped on every assignment change; async work of an older assignment is discarded. */
   #assignmentEpoch = 0;
@@ -256,7 +269,7 @@ export class KafkaConsumer implements Consumer {
     this.#client.on('error', (err: Error) => this.#onGroupError(err));
     if (options.autoCommitIntervalMs !== undefined) {
       this.#autoCommitTimer = setInterval(() => {
-        if (this.#state === 'open' && this.#joined && this.#revoking === undefined) {
+        if (this.#state === 'open' && (this.#joined || this.#static) && this.#revoking === undefined) {
           this.#commitDirty().catch(() => undefined);
         }
       }, options.autoCommitIntervalMs);
@@ -278,7 +291,8 @@ export class KafkaConsumer implements Consumer {
         for (const topic of this.#options.topics) await this.#transport.partitionCount(topic, autoCreate);
         if (this.#state !== 'open') return;
         for (const topic of this.#options.topics) this.#client.topics.track(topic);
-        await this.#join();
+        if (this.#options.assign !== undefined) await this.#assignStatic(this.#options.assign);
+        else await this.#join();
         this.#fetchLoop ??= this.#runFetchLoop();
       })();
       this.#started.catch((err: unknown) => {
@@ -300,6 +314,36 @@ export class KafkaConsumer implements Consumer {
       partitionAssigner: roundRobinAssigner,
       protocolsMetadata: () => this.#beforeJoin(),
     };
+  }
+
+  /** Static assignment (`assign`): no JoinGroup; commits go to the group with generation -1, like Kafka's assign(). */
+  async #assignStatic(assign: TopicPartition[]): Promise<void> {
+    const byTopic = new Map<string, number[]>();
+    for (const tp of assign) {
+      const count = this.#options.topics.includes(tp.topic)
+        ? await this.#transport.partitionCount(tp.topic, false)
+        : 0;
+      if (!Number.isInteger(tp.partition) || tp.partition < 0 || tp.partition >= count) {
+        throw new SluiceError(
+          'SLUICE_CONFIG_INVALID',
+          `Cannot assign ${tp.topic}[${tp.partition}]: ` +
+            (count === 0
+              ? 'the topic is not in options.topics'
+              : `topic ${tp.topic} has partitions 0-${count - 1}`) +
+            '. Assign existing partitions of the subscribed topics.',
+        );
+      }
+      getOrCreate(byTopic, tp.topic, () => []).push(tp.partition);
+    }
+    this.#static = true;
+    this.#onJoin([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
+  }
+
+  /** Generation and member id to commit with: the group's, or -1 and '' for a static assignment. */
+  #generation(): { generationId: number; memberId: string } {
+    return this.#static
+      ? { generationId: -1, memberId: '' }
+      : { generationId: this.#client.generationId, memberId: this.#client.memberId ?? '' };
   }
 
   async #join(): Promise<void> {
@@ -599,11 +643,12 @@ export class KafkaConsumer implements Consumer {
     await this.#withCoordinatorRetry(async () => {
       const { connection } = await this.#coordinator();
       const api = await this.#api<unknown[], unknown>('OffsetCommit');
+      const { generationId, memberId } = this.#generation();
       await api.async(
         connection,
         this.groupId,
-        this.#client.generationId,
-        this.#client.memberId ?? '',
+        generationId,
+        memberId,
         null,
         [...byTopic].map(([name, partitions]) => ({ name, partitions })),
       );
@@ -1067,12 +1112,7 @@ export class KafkaConsumer implements Consumer {
       );
     }
     const coordinatorId = await this.#client.findGroupCoordinator();
-    return {
-      groupId: this.groupId,
-      generationId: this.#client.generationId,
-      memberId: this.#client.memberId ?? '',
-      coordinatorId,
-    };
+    return { groupId: this.groupId, ...this.#generation(), coordinatorId };
   }
 
   async close(): Promise<void> {
@@ -1084,7 +1124,7 @@ export class KafkaConsumer implements Consumer {
     this.#closing = (async () => {
       const errors: unknown[] = [];
       try {
-        if (this.#joined) {
+        if (this.#joined || this.#static) {
           if (this.#revoking) await this.#revoking;
           // partitions still assigned: the last chance to commit (auto-commit, onRevoke)
           await this.#revokeAll();

@@ -177,16 +177,19 @@ export class RabbitMqConsumer implements Consumer {
     }
     await this.transport.registerGroup(this.groupId);
     await this.#offsets.open();
-    await this.#setupAnnounce();
+    if (this.#options.assign !== undefined) this.#checkStatic(this.#options.assign);
+    else await this.#setupAnnounce();
     this.#offDown ??= this.#link.onDown(() => this.#onDown());
     this.#offUp ??= this.#link.onUp(() => {
       this.#reclaiming = this.#onUpWithRetry().catch((err: unknown) => {
         this.#failure ??= err;
       });
     });
-    this.#send({ type: 'hello', member: this.memberId, topics: this.#topics, assignment: [], reply: true });
-    // give members that answer at once a moment, so the first round does not grab everything only to hand it back
-    await new Promise((r) => setTimeout(r, Math.min(100, this.#heartbeatIntervalMs)));
+    if (this.#options.assign === undefined) {
+      this.#send({ type: 'hello', member: this.memberId, topics: this.#topics, assignment: [], reply: true });
+      // give members that answer at once a moment, so the first round does not grab everything only to hand it back
+      await new Promise((r) => setTimeout(r, Math.min(100, this.#heartbeatIntervalMs)));
+    }
     await this.#runRound();
     // heartbeats (and retries of leases still held by others) from now on
     this.#schedule(this.#nextRoundMs);
@@ -197,6 +200,23 @@ export class RabbitMqConsumer implements Consumer {
         });
       }, this.#options.autoCommitIntervalMs);
       this.#autoTimer.unref();
+    }
+  }
+
+  /** A static assignment (`assign`) must name existing partitions of subscribed topics. */
+  #checkStatic(assign: TopicPartition[]): void {
+    for (const tp of assign) {
+      const count = this.#counts.get(tp.topic) ?? 0;
+      if (!Number.isInteger(tp.partition) || tp.partition < 0 || tp.partition >= count) {
+        throw new SluiceError(
+          'SLUICE_CONFIG_INVALID',
+          `Cannot assign ${tp.topic}[${tp.partition}]: ` +
+            (count === 0
+              ? 'the topic is not in options.topics'
+              : `topic ${tp.topic} has partitions 0-${count - 1}`) +
+            '. Assign existing partitions of the subscribed topics.',
+        );
+      }
     }
   }
 
@@ -287,10 +307,12 @@ export class RabbitMqConsumer implements Consumer {
     }
     const desired = new Set(
       (
+        this.#options.assign ??
         assignPartitions(
           [...this.#members].map(([memberId, m]) => ({ memberId, topics: m.topics })),
           this.#counts,
-        ).get(this.memberId) ?? []
+        ).get(this.memberId) ??
+        []
       ).map((tp) => tpKey(tp.topic, tp.partition)),
     );
     const revoke = [...this.#assigned.values()].filter((p) => !desired.has(tpKey(p.topic, p.partition)));
@@ -353,6 +375,7 @@ export class RabbitMqConsumer implements Consumer {
 
   /** Takes the partition's lease; false when another member holds it (RESOURCE_LOCKED). */
   async #claim(tp: TopicPartition): Promise<boolean> {
+    if (this.#options.assign !== undefined) return true; // static: no leases
     const ch = await this.#lease();
     try {
       await ch.assertQueue(leaseQueue(this.groupId, tp.topic, tp.partition), {
@@ -369,6 +392,7 @@ export class RabbitMqConsumer implements Consumer {
   }
 
   async #release(list: TopicPartition[]): Promise<void> {
+    if (this.#options.assign !== undefined) return;
     if (!this.#link.connected) return; // leases died with the connection
     const ch = await this.#lease().catch(() => undefined);
     if (ch === undefined) return;
@@ -470,7 +494,7 @@ export class RabbitMqConsumer implements Consumer {
   /** After a reconnection: announce again and take back the leases of the partitions this member had. */
   async #onUp(): Promise<void> {
     if (this.#stopping) return;
-    await this.#setupAnnounce();
+    if (this.#options.assign === undefined) await this.#setupAnnounce();
     const lost: Part[] = [];
     for (const p of [...this.#assigned.values()]) {
       if (!(await this.#claim(p))) lost.push(p);
