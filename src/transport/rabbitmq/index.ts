@@ -44,6 +44,10 @@
  *   snapshot while it is written;
  * - `describeGroup` members are those that answer a probe within 300 ms;
  * - the offsets and catalog streams are never compacted.
+ *
+ * Work queues (./work-queue.ts, `openRabbitMqWorkQueues`): exchanges, classic / quorum / stream queues, confirmed
+ * publishes and prefetch-bounded consumers with manual acks on one reconnecting connection, for pypz-compatible
+ * channels and anything else that wants plain RabbitMQ queue semantics rather than the log contract.
  */
 export { RabbitMqConsumer } from './consumer.ts';
 export { RabbitMqProducer } from './producer.ts';
@@ -54,3 +58,22 @@ export {
   type ResolvedRabbitMqOptions,
   resolveRabbitMqOptions,
 } from './transport.ts';
+export {
+  type ConsumeOptions,
+  type DeclareExchangeOptions,
+  type DeclareQueueOptions,
+  type DeleteExchangeResult,
+  type DeleteQueueResult,
+  type ExchangeType,
+  type OutgoingMessage,
+  openRabbitMqWorkQueues,
+  type PollOptions,
+  type PublishOptions,
+  type QueueStatus,
+  type QueueType,
+  RabbitMqWorkQueues,
+  type StreamOffset,
+  WorkQueueConsumer,
+  type WorkQueueDelivery,
+  type WorkQueuesOptions,
+} from './work-queue.ts';
