@@ -35,6 +35,12 @@ export const ERROR_CODES = [
   'SLUICE_FILE_CONFLICT',
   'SLUICE_REGISTRY',
   'SLUICE_IO',
+  // channels (pypz-compatible)
+  'SLUICE_CHANNEL_STATUS',
+  'SLUICE_CHANNEL_STATE',
+  'SLUICE_CHANNEL_OFFSET',
+  'SLUICE_CHANNEL_RESOURCE',
+  'SLUICE_RECORD_INVALID',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
