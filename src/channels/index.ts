@@ -37,6 +37,14 @@ export {
   writerStatusTopicName,
 } from './log-channel.ts';
 export {
+  RMQChannelReader,
+  RMQChannelWriter,
+  type RmqChannelOptions,
+  rmqDataQueue,
+  rmqReaderStatusStream,
+  rmqWriterStatusStream,
+} from './rmq-channel.ts';
+export {
   ChannelStatus,
   type ChannelStatusMessage,
   ChannelStatusMonitor,

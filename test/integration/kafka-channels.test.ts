@@ -22,4 +22,5 @@ runChannelSuite('kafka', {
   reader: (o) => new KafkaChannelReader({ ...o, transport, logger }),
   writer: (o) => new KafkaChannelWriter({ ...o, transport, logger }),
   positionalOffsets: true,
+  roundRobin: true,
 });

@@ -23,4 +23,5 @@ runChannelSuite('embedded', {
   reader: (o) => new EmbeddedChannelReader({ ...o, transport, logger }),
   writer: (o) => new EmbeddedChannelWriter({ ...o, transport, logger }),
   positionalOffsets: true,
+  roundRobin: true,
 });
