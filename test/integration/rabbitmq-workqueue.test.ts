@@ -283,8 +283,11 @@ describe('rabbitmq work queues', { timeout: 240_000 }, () => {
       [5],
     );
     for (const r of [r1, r2, r3]) await r.close();
-    // streams: counts are not reported over AMQP, flags are ignored: always deleted
-    assert.deepEqual(await wq.checkQueue(s), { exists: true, messageCount: 0, consumerCount: 0 });
+    // streams: no consumer count over AMQP (the message count lags: observed 0 or 5 for 6 messages), flags are
+    // ignored: always deleted
+    const st = await wq.checkQueue(s);
+    assert.equal(st.exists, true);
+    assert.equal(st.consumerCount, 0);
     assert.equal((await wq.deleteQueue(s, { ifUnused: true, ifEmpty: true })).outcome, 'deleted');
   });
 

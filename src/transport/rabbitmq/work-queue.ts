@@ -47,9 +47,10 @@
  * Limits, as observed on RabbitMQ 3.10.8:
  * - `deleteQueue`'s if-unused / if-empty are only native for classic queues. Quorum queues answer them by closing
  *   the whole connection (540 NOT_IMPLEMENTED), so sluice checks the consumer and ready-message counts itself and
- *   then deletes (a race with a consumer arriving meanwhile is possible). Streams ignore both flags and report 0
- *   consumers and 0 messages over AMQP 0-9-1, so a stream is always deleted.
- * - `checkQueue(stream).messageCount` and `.consumerCount` are always 0 (RabbitMQ reports nothing for streams).
+ *   then deletes (a race with a consumer arriving meanwhile is possible). Streams ignore both flags and report no
+ *   consumers over AMQP 0-9-1, so a stream is always deleted.
+ * - For streams, `checkQueue().consumerCount` is always 0 and `messageCount` is not usable: it lags behind and is
+ *   often 0 (observed 0 for 3 messages, 5 for 6).
  * - A stream consumer needs manual acks (automatic ack closes the connection with 540) and a prefetch.
  */
 import { hostname } from 'node:os';
@@ -58,6 +59,7 @@ import type {
   ConfirmChannel,
   ConsumeMessage,
   MessageProperties,
+  Options,
   Message as RawMessage,
 } from 'amqplib';
 import { describeError, SluiceError } from '../../errors.ts';
@@ -123,7 +125,7 @@ export interface DeclareQueueOptions {
 
 export interface QueueStatus {
   exists: boolean;
-  /** Messages ready for delivery (not counting unacknowledged ones). Always 0 for streams. */
+  /** Messages ready for delivery (not counting unacknowledged ones). Not usable for streams (lags, often 0). */
   messageCount: number;
   /** Always 0 for streams. */
   consumerCount: number;
@@ -199,6 +201,20 @@ export interface WorkQueueDelivery {
 }
 
 type Settle = (err: SluiceError | undefined) => void;
+
+const DEFAULT_PROPS: Options.Publish = Object.freeze({ mandatory: true, persistent: true });
+const PROPERTY_KEYS = [
+  'contentType',
+  'contentEncoding',
+  'headers',
+  'messageId',
+  'correlationId',
+  'timestamp',
+  'type',
+  'appId',
+  'expiration',
+  'priority',
+] as const satisfies ReadonlyArray<keyof PublishOptions>;
 
 interface Inflight extends InflightPublish {
   settle: Settle;
@@ -363,7 +379,7 @@ export class RabbitMqWorkQueues {
     );
   }
 
-  /** Whether a queue exists, with its ready-message and consumer counts (both always 0 for streams). */
+  /** Whether a queue exists, with its ready-message and consumer counts (not usable for streams: see the header). */
   async checkQueue(name: string): Promise<QueueStatus> {
     checkName('queue', name);
     try {
@@ -414,7 +430,7 @@ export class RabbitMqWorkQueues {
    * (with the number of messages deleted), 'in-use', 'not-empty' or 'missing'. pypz's rule — try with both, and on
    * 'not-empty' again with only `ifUnused` — is two calls. Quorum queues: the checks are made by sluice (RabbitMQ
    * 3.10 would close the connection), so a consumer arriving between check and delete is not noticed. Streams:
-   * neither flag can be checked (RabbitMQ ignores them and reports no counts); a stream is always deleted.
+   * neither flag can be checked (RabbitMQ ignores them and reports no usable counts); a stream is always deleted.
    */
   async deleteQueue(
     name: string,
@@ -524,6 +540,20 @@ export class RabbitMqWorkQueues {
     await p;
   }
 
+  #lastOptions: PublishOptions | undefined;
+  #lastProps: Options.Publish = DEFAULT_PROPS;
+
+  /** amqplib's publish properties; the same options object (a batch's usual case) maps to the same properties. */
+  #props(o: PublishOptions | undefined): Options.Publish {
+    if (o === undefined) return DEFAULT_PROPS;
+    if (o === this.#lastOptions) return this.#lastProps;
+    const p: Options.Publish = { mandatory: o.mandatory ?? true, persistent: o.persistent ?? true };
+    for (const k of PROPERTY_KEYS) if (o[k] !== undefined) (p as Record<string, unknown>)[k] = o[k];
+    this.#lastOptions = o;
+    this.#lastProps = p;
+    return p;
+  }
+
   /** Sends one message on the channel; `done` gets its outcome. Returns false when the socket buffer is full. */
   #send(ch: ConfirmChannel, m: OutgoingMessage, done: Settle): boolean {
     const o = m.options ?? {};
@@ -540,20 +570,7 @@ export class RabbitMqWorkQueues {
     };
     const matcher = this.#matcher;
     matcher.add(e);
-    const props = {
-      mandatory,
-      persistent: o.persistent ?? true,
-      contentType: o.contentType,
-      contentEncoding: o.contentEncoding,
-      headers: o.headers,
-      messageId: o.messageId,
-      correlationId: o.correlationId,
-      timestamp: o.timestamp,
-      type: o.type,
-      appId: o.appId,
-      expiration: o.expiration,
-      priority: o.priority,
-    };
+    const props = this.#props(m.options);
     let ok: boolean;
     try {
       ok = ch.publish(m.exchange, m.routingKey, m.body, props, (err: unknown) => {
