@@ -38,6 +38,7 @@
  *                         it); sluice kafka then also runs on that subset, and the ratio uses that pair
  *   --upload-args="…"     extra arguments for `sluice upload-dir` (e.g. "--max_files_in_flight 4")
  *   --download-args="…"   extra arguments for `sluice download-dir`
+ *   --node-args="…"       extra Node options for both sluice processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p")
  *   --tmpdir=DIR          where to put the corpus and outputs (default the OS temp dir)
  *   --keep                keep the temp dir
  *   --json                print the results as JSON after the table
@@ -89,6 +90,8 @@ interface Options {
   pythonFraction: number;
   uploadArgs: string[];
   downloadArgs: string[];
+  /** Extra Node options for sluice's processes (e.g. --cpu-prof). */
+  nodeArgs: string[];
   tmp: string;
   keep: boolean;
   json: boolean;
@@ -249,7 +252,7 @@ function sluicePrograms(spec: RunSpec, topic: string, out: string, reportDir: st
     downloader: new Child({
       name: 'download-dir',
       command: node,
-      args: [...nodeArgs(), SLUICE_BIN, 'download-dir', out, ...common, ...o.downloadArgs],
+      args: [...nodeArgs(), ...o.nodeArgs, SLUICE_BIN, 'download-dir', out, ...common, ...o.downloadArgs],
       env,
       reportDir,
     }),
@@ -259,6 +262,7 @@ function sluicePrograms(spec: RunSpec, topic: string, out: string, reportDir: st
         command: node,
         args: [
           ...nodeArgs(),
+          ...o.nodeArgs,
           SLUICE_BIN,
           'upload-dir',
           spec.corpus.dir,
@@ -606,6 +610,7 @@ function parseArgs(args: string[]): Options {
     pythonFraction: 1,
     uploadArgs: [],
     downloadArgs: [],
+    nodeArgs: [],
     tmp: tmpdir(),
     keep: false,
     json: false,
@@ -636,6 +641,7 @@ function parseArgs(args: string[]): Options {
       o.pythonFraction = num(a, 'python-fraction', (n) => n > 0 && n <= 1);
     else if (a.startsWith('--upload-args=')) o.uploadArgs = splitArgs(a.slice('--upload-args='.length));
     else if (a.startsWith('--download-args=')) o.downloadArgs = splitArgs(a.slice('--download-args='.length));
+    else if (a.startsWith('--node-args=')) o.nodeArgs = splitArgs(a.slice('--node-args='.length));
     else if (a.startsWith('--tmpdir=')) o.tmp = resolve(a.slice('--tmpdir='.length));
     else if (a.startsWith('--only=')) {
       const names = a.slice('--only='.length).split(',');
@@ -647,7 +653,8 @@ function parseArgs(args: string[]): Options {
     } else {
       throw new Error(
         `unknown option ${a}; use --quick, --scale=X, --big-gib=N, --only=${RUNS.join(',')}, --partitions=N, ` +
-          '--rounds=N, --python-fraction=F, --upload-args="…", --download-args="…", --tmpdir=DIR, --keep, --json',
+          '--rounds=N, --python-fraction=F, --upload-args="…", --download-args="…", --node-args="…", --tmpdir=DIR, ' +
+          '--keep, --json',
       );
     }
   }

@@ -207,12 +207,28 @@ function writeBin(out: Buffer, pos: number, value: Buffer): number {
  * malformed chunk; it does not recompute `chunkHash` (the producer has just computed it).
  */
 export function encodeChunk(chunk: DataFileChunk, options: EncodeChunkOptions = {}): Buffer {
+  const data = checkBytes(chunk.data, 'data');
+  const { value, dataOffset } = allocChunkValue(chunk, data.length, options);
+  data.copy(value, dataOffset);
+  return value;
+}
+
+/**
+ * The value `encodeChunk` writes, with every field written but the chunk data: `value[dataOffset, dataOffset +
+ * dataLength)` is left for the caller to fill (e.g. by reading the file straight into it, saving a copy). Same
+ * checks as `encodeChunk`; `chunk.data` is not used.
+ */
+export function allocChunkValue(
+  chunk: Omit<DataFileChunk, 'data'>,
+  dataLength: number,
+  options: EncodeChunkOptions = {},
+): { value: Buffer; dataOffset: number } {
   const filename = checkString(chunk.filename, 'filename');
   const subdirStr = checkString(chunk.subdirStr, 'subdirStr');
   const filenameAppend = checkString(chunk.filenameAppend, 'filenameAppend');
   const fileHash = checkBytes(chunk.fileHash, 'fileHash', SHA512_LENGTH);
   const chunkHash = checkBytes(chunk.chunkHash, 'chunkHash', SHA512_LENGTH);
-  const data = checkBytes(chunk.data, 'data');
+  const length = checkUint(dataLength, 'data length');
   const offset = checkUint(chunk.chunkOffsetWrite, 'chunkOffsetWrite');
   const chunkI = checkUint(chunk.chunkI, 'chunkI');
   const nTotal = checkUint(chunk.nTotalChunks, 'nTotalChunks');
@@ -247,8 +263,8 @@ export function encodeChunk(chunk: DataFileChunk, options: EncodeChunkOptions = 
     subdirLen +
     strHeaderSize(appendLen) +
     appendLen +
-    binHeaderSize(data.length) +
-    data.length +
+    binHeaderSize(length) +
+    length +
     (legacy ? 0 : 9);
 
   const out = Buffer.allocUnsafe(size);
@@ -262,13 +278,14 @@ export function encodeChunk(chunk: DataFileChunk, options: EncodeChunkOptions = 
   pos = writeUint(out, pos, nTotal);
   pos = writeStr(out, pos, subdirStr, subdirLen);
   pos = writeStr(out, pos, filenameAppend, appendLen);
-  pos = writeBin(out, pos, data);
+  pos = writeBinHeader(out, pos, length);
+  const dataOffset = pos;
+  pos += length;
   if (!legacy) {
     out[pos] = 0xcb;
     out.writeDoubleBE(mtime, pos + 1);
-    pos += 9;
   }
-  return out;
+  return { value: out, dataOffset };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -1,13 +1,26 @@
 /**
  * Uploading one data file as OpenMSIStream chunk messages (shared/spec/openmsistream-compat.md, sections 1, 3, 13).
  *
- * Two passes over the file, both streaming, so memory stays bounded whatever the file size:
- * 1. `prepare()` reads the file once in 1 MiB blocks and computes the whole-file SHA-512 and every chunk's SHA-512
- *    at the same time. Only the 64-byte digests are kept (`nChunks × 64` bytes).
- * 2. `upload()` reads each chunk again only to send it, with at most `maxInFlight` chunks (and optionally a shared
- *    byte budget) between reading and acknowledgement. Each chunk read is re-hashed and compared with pass 1, so a
- *    file that changes while it is being sent fails with `SLUICE_FILE_CONFLICT` instead of sending chunks whose
- *    hashes do not match their data.
+ * Every chunk message carries the whole-file SHA-512, so nothing can be sent before the whole file is hashed:
+ * 1. `prepare()` reads the file once and computes the whole-file SHA-512 and every chunk's SHA-512 in that one
+ *    pass. A file of at most `MEMORY_FILE_MAX` bytes (4 MiB) is read into one buffer, which is kept until it is
+ *    sent, so it is read once and never again; a larger file is read in 1 MiB blocks and only the 64-byte digests
+ *    are kept (`nChunks × 64` bytes), so memory stays bounded whatever the file size.
+ * 2. `upload()` sends the chunks, with at most `maxInFlight` chunks (and optionally a shared byte budget) between
+ *    reading and acknowledgement. A large file's chunks are read again to be sent.
+ *
+ * A file that changes while it is uploaded fails with `SLUICE_FILE_CONFLICT` instead of sending chunks whose hashes
+ * do not match their data, or bytes of two versions under one file hash. How this is checked:
+ * - before the first chunk and between chunks, the file's identity (size, mtime and ctime in nanoseconds, inode)
+ *   must still be the one `prepare()` saw before and after hashing. A buffered file's chunks are the very bytes
+ *   that were hashed, so this only stops sending early.
+ * - a re-read chunk of a large file was read from the version that was hashed when the identity is unchanged after
+ *   the read: every write to a file sets its mtime and ctime to the current time, and a *settled* file (mtime and
+ *   ctime at least `SETTLED_MS` older than the clock when `prepare()` started) cannot be written without changing
+ *   them, however coarse the file system's timestamps are. A file that was still being written just before
+ *   `prepare()` (not settled) has each re-read chunk hashed again and compared, as a second line of defence against
+ *   timestamps that do not change within one clock tick. The upload directory only uploads files that have been
+ *   stable for its lag time, so its files are settled.
  *
  * Chunking follows upstream exactly: chunk `i` (1-based) covers bytes `[(i-1)·size, min(i·size, fileSize))`, keys
  * come from `chunkKey`, `file_mtime` is the file's mtime in float seconds (computed the way Python's `st_mtime` is).
@@ -20,11 +33,11 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describeError, isSluiceError, SluiceError } from '../errors.ts';
 import type { Producer } from '../transport/types.ts';
-import { DEFAULT_CHUNK_SIZE, encodeChunk, SHA512_LENGTH } from './chunk-codec.ts';
+import { allocChunkValue, DEFAULT_CHUNK_SIZE, SHA512_LENGTH } from './chunk-codec.ts';
 import { chunkKey } from './chunk-key.ts';
 
 /** Largest accepted chunk size (1 GiB); Kafka's default message limit is 1 MB, so real values are far smaller. */
@@ -36,8 +49,17 @@ export const DEFAULT_MAX_IN_FLIGHT = 8;
 /** Default number of retries of a chunk whose delivery failed, before the upload fails. */
 export const DEFAULT_DELIVERY_RETRIES = 8;
 
-/** Block size of the hashing pass. */
+/** Block size of the hashing pass of a large file. */
 const READ_BLOCK = 1024 * 1024;
+
+/** Files up to this size are read once into memory by `prepare()` and sent from there (4 MiB). */
+export const MEMORY_FILE_MAX = 4 * 1024 * 1024;
+
+/**
+ * A file whose mtime and ctime are this much older than the clock is settled: a write to it now would change them.
+ * Re-read chunks of a settled file are checked by its identity (fstat), of others also by hashing them again.
+ */
+export const SETTLED_MS = 1000;
 
 /** Errors a retry cannot fix: the upload fails at once. */
 const NOT_RETRYABLE = new Set([
@@ -93,6 +115,29 @@ export function fileVersion(stats: BigIntStats): FileVersion {
 
 export function sameVersion(a: FileVersion | undefined, b: FileVersion | undefined): boolean {
   return a !== undefined && b !== undefined && a.size === b.size && a.mtimeNs === b.mtimeNs;
+}
+
+/** What must stay the same for the bytes of a file to be the ones hashed: size, mtime, ctime, inode, device. */
+interface FileIdentity {
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+  dev: bigint;
+}
+
+function identityOf(st: BigIntStats): FileIdentity {
+  return { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, dev: st.dev };
+}
+
+function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
+  return (
+    a.size === b.size &&
+    a.mtimeNs === b.mtimeNs &&
+    a.ctimeNs === b.ctimeNs &&
+    a.ino === b.ino &&
+    a.dev === b.dev
+  );
 }
 
 /**
@@ -173,6 +218,11 @@ export interface UploadDataFileOptions {
   chunkSize?: number;
   /** Sent as `filename_append`; consumers write `stem + append + suffix`. Default `''`. */
   filenameAppend?: string;
+  /**
+   * How old (ms) the file's mtime and ctime must be when `prepare()` starts for re-read chunks to be checked by the
+   * file's identity alone, instead of being hashed again. Default `SETTLED_MS` (1000); tests set other values.
+   */
+  settledMs?: number;
 }
 
 export interface ChunkAcknowledged {
@@ -272,6 +322,20 @@ function sha512(data: Buffer): Buffer {
   return createHash('sha512').update(data).digest();
 }
 
+interface Prepared {
+  version: FileVersion;
+  identity: FileIdentity;
+  /** mtime and ctime were at least SETTLED_MS in the past when hashing started. */
+  settled: boolean;
+  size: number;
+  mtime: number;
+  nChunks: number;
+  fileHash: Buffer;
+  chunkHashes: Buffer;
+  /** The whole file, for a file of at most MEMORY_FILE_MAX bytes, until `upload()` has sent it. */
+  data: Buffer | null;
+}
+
 /** One file to upload. Construct, then `upload()` (which calls `prepare()` if needed). */
 export class UploadDataFile {
   /** Absolute path of the file. */
@@ -285,23 +349,16 @@ export class UploadDataFile {
   readonly relPath: string;
   readonly chunkSize: number;
   readonly filenameAppend: string;
+  private readonly settledMs: number;
 
-  private prepared:
-    | {
-        version: FileVersion;
-        size: number;
-        mtime: number;
-        nChunks: number;
-        fileHash: Buffer;
-        chunkHashes: Buffer;
-      }
-    | undefined;
+  private prepared: Prepared | undefined;
 
   constructor(filePath: string, options: UploadDataFileOptions = {}) {
     this.path = path.resolve(filePath);
     this.rootDir = path.resolve(options.rootDir ?? path.dirname(this.path));
     this.chunkSize = checkChunkSize(options.chunkSize ?? DEFAULT_CHUNK_SIZE);
     this.filenameAppend = options.filenameAppend ?? '';
+    this.settledMs = options.settledMs ?? SETTLED_MS;
     this.filename = path.basename(this.path);
     const rel = path.relative(this.rootDir, path.dirname(this.path));
     if (rel.startsWith('..') || path.isAbsolute(rel)) {
@@ -315,7 +372,7 @@ export class UploadDataFile {
     this.relPath = this.subdirStr === '' ? this.filename : `${this.subdirStr}/${this.filename}`;
   }
 
-  private need(): NonNullable<UploadDataFile['prepared']> {
+  private need(): Prepared {
     if (this.prepared === undefined) {
       throw new SluiceError('SLUICE_USAGE', `Call prepare() (or upload()) on ${this.path} first.`);
     }
@@ -388,11 +445,13 @@ export class UploadDataFile {
   }
 
   /**
-   * Pass 1: one streaming read computing the whole-file hash and every chunk hash. Memory: one 1 MiB read buffer
-   * plus 64 bytes per chunk. Throws `SLUICE_FILE_CONFLICT` when the file changes while it is read, `SLUICE_IO`
-   * when it cannot be read, `SLUICE_USAGE` when it is not a regular file.
+   * Pass 1: one read computing the whole-file hash and every chunk hash (and keeping the bytes of a file of at most
+   * `MEMORY_FILE_MAX` bytes). Memory otherwise: one 1 MiB read buffer plus 64 bytes per chunk. Throws
+   * `SLUICE_FILE_CONFLICT` when the file changes while it is read, `SLUICE_IO` when it cannot be read,
+   * `SLUICE_USAGE` when it is not a regular file.
    */
   async prepare(): Promise<void> {
+    const startedNs = BigInt(Date.now()) * 1_000_000n;
     const fh = await this.openFile();
     try {
       const before = await this.statOf(fh);
@@ -409,74 +468,135 @@ export class UploadDataFile {
       const nChunks = chunkCount(size, this.chunkSize);
       const chunkHashes = Buffer.allocUnsafe(nChunks * SHA512_LENGTH);
       const fileHash = createHash('sha512');
-      let chunkHash = createHash('sha512');
-      let inChunk = 0;
       let done = 0;
-      const buf = Buffer.allocUnsafe(Math.max(1, Math.min(READ_BLOCK, size)));
-      let pos = 0;
-      while (pos < size) {
-        let bytesRead: number;
-        try {
-          ({ bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos));
-        } catch (err) {
-          throw ioError(this.path, 'read', err);
+      let data: Buffer | null = null;
+      if (size <= MEMORY_FILE_MAX) {
+        data = Buffer.allocUnsafe(size);
+        await this.readFully(fh, data, 0, 'it shrank while being hashed');
+        fileHash.update(data);
+        for (let offset = 0; offset < size || done === 0; offset += this.chunkSize) {
+          const piece = data.subarray(offset, Math.min(size, offset + this.chunkSize));
+          createHash('sha512')
+            .update(piece)
+            .digest()
+            .copy(chunkHashes, done * SHA512_LENGTH);
+          done++;
         }
-        if (bytesRead === 0) throw conflict(this.path, `it shrank below ${size} bytes while being hashed`);
-        let seg = buf.subarray(0, bytesRead);
-        fileHash.update(seg);
-        while (seg.length > 0) {
-          const take = Math.min(seg.length, this.chunkSize - inChunk);
-          chunkHash.update(seg.subarray(0, take));
-          inChunk += take;
-          seg = seg.subarray(take);
-          if (inChunk === this.chunkSize) {
-            chunkHash.digest().copy(chunkHashes, done * SHA512_LENGTH);
-            done++;
-            chunkHash = createHash('sha512');
-            inChunk = 0;
+      } else {
+        let chunkHash = createHash('sha512');
+        let inChunk = 0;
+        const buf = Buffer.allocUnsafe(Math.min(READ_BLOCK, size));
+        let pos = 0;
+        while (pos < size) {
+          let bytesRead: number;
+          try {
+            ({ bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos));
+          } catch (err) {
+            throw ioError(this.path, 'read', err);
           }
+          if (bytesRead === 0) throw conflict(this.path, `it shrank below ${size} bytes while being hashed`);
+          let seg = buf.subarray(0, bytesRead);
+          fileHash.update(seg);
+          while (seg.length > 0) {
+            const take = Math.min(seg.length, this.chunkSize - inChunk);
+            chunkHash.update(seg.subarray(0, take));
+            inChunk += take;
+            seg = seg.subarray(take);
+            if (inChunk === this.chunkSize) {
+              chunkHash.digest().copy(chunkHashes, done * SHA512_LENGTH);
+              done++;
+              chunkHash = createHash('sha512');
+              inChunk = 0;
+            }
+          }
+          pos += bytesRead;
         }
-        pos += bytesRead;
-      }
-      if (inChunk > 0 || done === 0) {
-        chunkHash.digest().copy(chunkHashes, done * SHA512_LENGTH);
-        done++;
+        if (inChunk > 0) {
+          chunkHash.digest().copy(chunkHashes, done * SHA512_LENGTH);
+          done++;
+        }
       }
       const after = await this.statOf(fh);
-      if (after.size !== before.size || after.mtimeNs !== before.mtimeNs) {
+      const identity = identityOf(before);
+      if (!sameIdentity(identityOf(after), identity)) {
         throw conflict(this.path, 'its size or modification time changed while it was being hashed');
       }
+      const newest = before.mtimeNs > before.ctimeNs ? before.mtimeNs : before.ctimeNs;
       this.prepared = {
         version: fileVersion(before),
+        identity,
+        settled: startedNs - newest >= BigInt(Math.round(this.settledMs * 1e6)),
         size,
         mtime: pythonMtime(before),
         nChunks: done,
         fileHash: fileHash.digest(),
         chunkHashes,
+        data,
       };
     } finally {
       await fh.close().catch(() => {});
     }
   }
 
-  private async readChunk(fh: FileHandle, chunkI: number): Promise<Buffer> {
-    const { offset, length } = this.chunkRange(chunkI);
-    const data = Buffer.allocUnsafe(length);
+  /** Reads `into.length` bytes from `position`; SLUICE_FILE_CONFLICT when the file ends first. */
+  private async readFully(fh: FileHandle, into: Buffer, position: number, shrank: string): Promise<void> {
     let got = 0;
-    while (got < length) {
+    while (got < into.length) {
       let bytesRead: number;
       try {
-        ({ bytesRead } = await fh.read(data, got, length - got, offset + got));
+        ({ bytesRead } = await fh.read(into, got, into.length - got, position + got));
       } catch (err) {
         throw ioError(this.path, 'read', err);
       }
-      if (bytesRead === 0) throw conflict(this.path, `chunk ${chunkI} ends early: the file shrank`);
+      if (bytesRead === 0) throw conflict(this.path, shrank);
       got += bytesRead;
     }
-    if (!sha512(data).equals(this.chunkHash(chunkI))) {
+  }
+
+  /** The file's identity now, by path (a file replaced by another one under the same name counts as changed). */
+  private async currentIdentity(): Promise<FileIdentity> {
+    try {
+      return identityOf(await stat(this.path, { bigint: true }));
+    } catch (err) {
+      throw ioError(this.path, 'stat', err);
+    }
+  }
+
+  /**
+   * The record value of chunk `chunkI`: from the buffered file, or read again from `fh` straight into the value
+   * (and checked to be the version that was hashed, see the module comment).
+   */
+  private async chunkValue(p: Prepared, fh: FileHandle | undefined, chunkI: number): Promise<Buffer> {
+    const { offset, length } = this.chunkRange(chunkI);
+    const { value, dataOffset } = allocChunkValue(
+      {
+        filename: this.filename,
+        fileHash: p.fileHash,
+        chunkHash: this.chunkHash(chunkI),
+        chunkOffsetWrite: offset,
+        chunkI,
+        nTotalChunks: p.nChunks,
+        subdirStr: this.subdirStr,
+        filenameAppend: this.filenameAppend,
+        fileMtime: p.mtime,
+      },
+      length,
+    );
+    const slot = value.subarray(dataOffset, dataOffset + length);
+    if (p.data !== null) {
+      p.data.copy(slot, 0, offset, offset + length);
+      return value;
+    }
+    const handle = fh as FileHandle;
+    await this.readFully(handle, slot, offset, `chunk ${chunkI} ends early: the file shrank`);
+    if (p.settled) {
+      if (!sameIdentity(identityOf(await this.statOf(handle)), p.identity)) {
+        throw conflict(this.path, `it was modified before chunk ${chunkI} was read to be sent`);
+      }
+    } else if (!sha512(slot).equals(this.chunkHash(chunkI))) {
       throw conflict(this.path, `chunk ${chunkI} no longer matches the hash computed before sending`);
     }
-    return data;
+    return value;
   }
 
   /**
@@ -511,10 +631,11 @@ export class UploadDataFile {
     let retried = 0;
     const inFlight = new Set<Promise<void>>();
 
-    const fh = await this.openFile();
+    // a buffered file needs no handle: its chunks are the bytes that were hashed
+    const fh = p.data === null ? await this.openFile() : undefined;
     try {
-      const now = fileVersion(await this.statOf(fh));
-      if (!sameVersion(now, p.version)) {
+      const now = fh === undefined ? await this.currentIdentity() : identityOf(await this.statOf(fh));
+      if (!sameIdentity(now, p.identity)) {
         throw conflict(this.path, 'its size or modification time differs from when it was hashed');
       }
       for (let n = 0; n < total; n++) {
@@ -525,7 +646,7 @@ export class UploadDataFile {
           stopped = true;
           break;
         }
-        const { offset, length } = this.chunkRange(chunkI);
+        const { length } = this.chunkRange(chunkI);
         if (options.budget !== undefined) {
           try {
             await options.budget.acquire(length, signal);
@@ -534,27 +655,19 @@ export class UploadDataFile {
             break;
           }
         }
-        let data: Buffer;
+        let value: Buffer;
         try {
-          data = await this.readChunk(fh, chunkI);
+          // between chunks of a buffered file: stop early when the file changed (a new generation follows)
+          if (fh === undefined && n > 0 && !sameIdentity(await this.currentIdentity(), p.identity)) {
+            throw conflict(this.path, `it was modified before chunk ${chunkI} was sent`);
+          }
+          value = await this.chunkValue(p, fh, chunkI);
         } catch (err) {
           options.budget?.release(length);
           failure = err;
           break;
         }
         const key = chunkKey(this.subdirStr, this.filename, chunkI, p.nChunks);
-        const value = encodeChunk({
-          filename: this.filename,
-          fileHash: p.fileHash,
-          chunkHash: this.chunkHash(chunkI),
-          chunkOffsetWrite: offset,
-          chunkI,
-          nTotalChunks: p.nChunks,
-          subdirStr: this.subdirStr,
-          filenameAppend: this.filenameAppend,
-          data,
-          fileMtime: p.mtime,
-        });
         const size = Buffer.byteLength(key) + value.length;
         const send = this.deliver(producer, topic, key, value, chunkI, p.nChunks, retries, options).then(
           (outcome) => {
@@ -581,7 +694,9 @@ export class UploadDataFile {
       }
       await Promise.all(inFlight);
     } finally {
-      await fh.close().catch(() => {});
+      await fh?.close().catch(() => {});
+      // sent (or failed): the buffer goes; another upload() of this object reads the file again
+      p.data = null;
     }
     if (failure !== undefined) throw failure;
     if (stopped || chunks < total) throw stoppedError(this.path, chunks, total - chunks);

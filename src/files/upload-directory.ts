@@ -402,11 +402,25 @@ export class DataFileUploadDirectory extends EventEmitter<DataFileUploadDirector
         void this.registry.journal({ rel: entry.relPath, state: 'dropped' });
         continue;
       }
+      const j = journal.get(entry.relPath);
+      if (
+        j?.state === 'completed' &&
+        j.size === st.size &&
+        j.mtimeNs !== undefined &&
+        j.mtimeNs === (await stat(abs, { bigint: true }).catch(() => undefined))?.mtimeNs.toString()
+      ) {
+        // completed just before a crash that left its row here: the journal says so, and the file is unchanged
+        this.log.info(
+          { file: entry.relPath },
+          `${entry.relPath} was completed before the restart: moving its row to the completed registry`,
+        );
+        this.registry.complete(entry.relPath, new Date(j.at));
+        continue;
+      }
       if (entry.delivered.size === 0) {
         jobs.push({ rel: entry.relPath, reason: 'resume' });
         continue;
       }
-      const j = journal.get(entry.relPath);
       if (j !== undefined && !(j.state === 'hashed' && j.nChunks === entry.nChunks && j.hash !== undefined)) {
         // sluice wrote this row, but its journal does not say which version those chunks belong to (the file was
         // re-queued after changing mid-upload): only a whole new generation is safe
@@ -729,8 +743,9 @@ export class DataFileUploadDirectory extends EventEmitter<DataFileUploadDirector
       return;
     }
     const ms = Math.round(performance.now() - t0);
-    this.registry.complete(rel);
-    void this.registry.journal({
+    // the journal line first: after a crash, a file whose completion is in the journal is never sent again, even
+    // when its row is still in the in-progress CSV file (see planResume)
+    await this.registry.journal({
       rel,
       state: 'completed',
       size: file.version.size,
@@ -739,6 +754,7 @@ export class DataFileUploadDirectory extends EventEmitter<DataFileUploadDirector
       nChunks: file.nChunks,
       hash: file.fileHash.toString('hex'),
     });
+    this.registry.complete(rel);
     this.lastUploaded.set(rel, { ...file.version, hash: file.fileHash.toString('hex') });
     this.failures.delete(rel);
     this.counters.filesUploaded++;

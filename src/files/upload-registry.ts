@@ -3,26 +3,29 @@
  * (shared/spec/openmsistream-compat.md, sections 5 and 11), so a deployment can switch between upstream and sluice
  * in place:
  * - `upload_to_<topic>_in_progress.csv`: one row per file being uploaded, with the chunks delivered and still to
- *   send. Rewritten atomically when a row is added or removed (coalesced with other pending changes), and at most
- *   every `updateEverySecs` (default 5, as upstream) when only delivered chunks change. A crash can therefore lose
- *   up to that much progress: those chunks are sent again after the restart (at-least-once; consumers accept
- *   duplicates of the same file hash).
+ *   send. Rewritten atomically when a row is added or removed (coalesced with other pending changes, at most every
+ *   `URGENT_WRITE_MS`), and at most every `updateEverySecs` (default 5, as upstream) when only delivered chunks
+ *   change. A crash can therefore lose up to that much progress: those chunks are sent again after the restart
+ *   (at-least-once; consumers accept duplicates of the same file hash).
  * - `uploaded_to_<topic>.csv`: one row per completed upload. While running, completions go to this run's
- *   `uploaded_to_<topic>_p<id>.csv` (rewritten atomically, rolled after 1000 lines, as upstream); every file of the
- *   family (exact name patterns only, see `matchesRegistryFamily`) is merged into the main file at `open()` and
- *   `close()`, and deleted once merged.
+ *   `uploaded_to_<topic>_p<id>.csv` (rewritten atomically with the in-progress file, rolled after 1000 lines, as
+ *   upstream; each row is formatted once); every file of the family (exact name patterns only, see
+ *   `matchesRegistryFamily`) is merged into the main file at `open()` and `close()`, and deleted once merged.
  *
  * sluice also keeps a journal the upstream format has no room for, `LOGS/.sluice_upload_to_<topic>.jsonl` (hidden,
  * so no registry pattern or upload selection matches it): one JSON line per state change of a file (`queued`,
  * `hashed` with size, mtime, chunk size, chunk count and file hash, `completed`, `dropped`). After a restart it tells
  * whether an in-progress file is still the version whose chunks were delivered (resume) or changed meanwhile
  * (send a new generation), whether the chunk size changed, whether a completed file changed while sluice was down,
- * and which files were queued but not yet started. Lines are appended (cheap); the file is compacted to the latest
- * line per path at `open()`. A torn last line (crash mid-append) is ignored.
+ * and which files were queued but not yet started. Lines are appended (cheap: one open file, lines of the same
+ * moment written together); the file is compacted to the latest line per path at `open()`. A torn last line (crash
+ * mid-append) is ignored. The journal is what decides after a crash: a file's `completed` line is written before
+ * its row leaves the in-progress file, so a completed file is never sent again, even when the crash came before
+ * the CSV files were rewritten.
  */
 
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { describeError, SluiceError } from '../errors.ts';
 import { writeFileAtomic } from '../runtime/atomic-file.ts';
@@ -40,7 +43,16 @@ import {
   uploadedPerProducerName,
   uploadInProgressName,
 } from './registry/names.ts';
-import { type ColumnSpec, type Row, readRegistry, writeRegistryAtomic } from './registry/table.ts';
+import {
+  type ColumnSpec,
+  formatRegistryHeader,
+  formatRegistryLine,
+  joinRegistryText,
+  type Row,
+  readRegistry,
+  writeRegistryAtomic,
+  writeRegistryTextAtomic,
+} from './registry/table.ts';
 
 export interface InProgressEntry {
   filename: string;
@@ -99,6 +111,12 @@ export interface UploadRegistryOptions {
 }
 
 const IN_PROGRESS_COLUMNS = PRODUCER_IN_PROGRESS_COLUMNS as ColumnSpec[];
+/**
+ * Shortest time between two rewrites of the CSV files for rows added or removed. Files completing quickly one after
+ * the other then cost one rewrite (two fsyncs) per this interval, not one per file; the journal, appended at once,
+ * is what a restart relies on.
+ */
+export const URGENT_WRITE_MS = 200;
 /** Lines the journal may hold beyond twice the paths it tracks before it is compacted. */
 const JOURNAL_SLACK_LINES = 1000;
 const COMPLETED_COLUMNS = PRODUCER_COMPLETED_COLUMNS as ColumnSpec[];
@@ -187,14 +205,22 @@ export class UploadRegistry {
 
   private readonly rows = new Map<string, InProgressEntry>();
   private partialRows: Row[] = [];
+  /** `partialRows` formatted, one line each (rows are only ever appended). */
+  private partialLines: string[] = [];
   private inProgressDirty = false;
   private partialDirty = false;
   private urgentScheduled = false;
   private lazyTimer: NodeJS.Timeout | undefined;
   private lastInProgressWrite = 0;
+  private lastUrgentWrite = 0;
   private chain: Promise<void> = Promise.resolve();
   private journalChain: Promise<void> = Promise.resolve();
   private journalError: unknown;
+  /** Journal lines not written yet, and who waits for them. */
+  private journalPending: { text: string; done: Array<() => void> } = { text: '', done: [] };
+  private journalWriting = false;
+  /** The journal, open for appending while the registry is open. */
+  private journalHandle: FileHandle | undefined;
   /** The latest journal entry per path (what a compaction writes). */
   private readonly journalLatest = new Map<string, JournalEntry>();
   /** Lines in the journal file. */
@@ -329,15 +355,15 @@ export class UploadRegistry {
     const e = this.rows.get(relPath);
     if (e === undefined) return;
     this.rows.delete(relPath);
-    this.partialRows.push(
-      fromCompleted({
-        filename: e.filename,
-        relPath,
-        nChunks: e.nChunks,
-        started: e.started,
-        completed,
-      }),
-    );
+    const row = fromCompleted({
+      filename: e.filename,
+      relPath,
+      nChunks: e.nChunks,
+      started: e.started,
+      completed,
+    });
+    this.partialLines.push(formatRegistryLine(COMPLETED_COLUMNS, row, this.partialRows.length));
+    this.partialRows.push(row);
     this.partialDirty = true;
     this.markInProgress(true);
   }
@@ -347,36 +373,67 @@ export class UploadRegistry {
     if (this.rows.delete(relPath)) this.markInProgress(true);
   }
 
-  /** Rewrites the journal with the latest line per path. */
+  /** Rewrites the journal with the latest line per path (the append handle is reopened on the next line). */
   private async compactJournal(): Promise<void> {
+    await this.closeJournalHandle();
     const text = [...this.journalLatest.values()].map((e) => `${JSON.stringify(e)}\n`).join('');
     await writeTextAtomic(this.journalPath, text);
     this.journalLines = this.journalLatest.size;
   }
 
+  private async closeJournalHandle(): Promise<void> {
+    const handle = this.journalHandle;
+    this.journalHandle = undefined;
+    await handle?.close().catch(() => {});
+  }
+
   /**
-   * Appends a journal line; resolves once it is written. Failures are logged, and reported by `flush()`. The file
-   * is compacted when it holds more than about twice the lines it needs, so a long run does not grow it unbounded.
+   * Appends a journal line; resolves once it is written (to the operating system: it survives a crash of this
+   * process). Lines queued while a write is under way go out together in the next write. Failures are logged, and
+   * reported by `flush()`. The file is compacted when it holds more than about twice the lines it needs, so a long
+   * run does not grow it unbounded.
    */
   journal(entry: Omit<JournalEntry, 'at'>): Promise<void> {
     const full: JournalEntry = { ...entry, at: Date.now() };
     if (full.state === 'dropped') this.journalLatest.delete(full.rel);
     else this.journalLatest.set(full.rel, full);
-    const line = `${JSON.stringify(full)}\n`;
-    this.journalChain = this.journalChain.then(async () => {
-      try {
-        if (this.journalLines + 1 > 2 * this.journalLatest.size + JOURNAL_SLACK_LINES) {
-          await this.compactJournal();
-        } else {
-          await appendFile(this.journalPath, line, 'utf8');
-          this.journalLines++;
-        }
-      } catch (err) {
-        this.journalError = err instanceof SluiceError ? err : ioError('append to', this.journalPath, err);
-        this.logger?.error({ err }, `could not write ${this.journalPath}`);
-      }
+    const written = new Promise<void>((resolve) => {
+      this.journalPending.text += `${JSON.stringify(full)}\n`;
+      this.journalPending.done.push(resolve);
     });
-    return this.journalChain;
+    if (!this.journalWriting) {
+      this.journalWriting = true;
+      this.journalChain = this.writeJournal();
+    }
+    return written;
+  }
+
+  /** Writes queued journal lines until none are left. */
+  private async writeJournal(): Promise<void> {
+    try {
+      for (;;) {
+        const batch = this.journalPending;
+        if (batch.done.length === 0) return;
+        this.journalPending = { text: '', done: [] };
+        try {
+          if (this.journalLines + batch.done.length > 2 * this.journalLatest.size + JOURNAL_SLACK_LINES) {
+            await this.compactJournal();
+          } else {
+            this.journalHandle ??= await open(this.journalPath, 'a');
+            await this.journalHandle.write(batch.text, null, 'utf8');
+            this.journalLines += batch.done.length;
+          }
+        } catch (err) {
+          await this.closeJournalHandle();
+          this.journalError = err instanceof SluiceError ? err : ioError('append to', this.journalPath, err);
+          this.logger?.error({ err }, `could not write ${this.journalPath}`);
+        }
+        for (const done of batch.done) done();
+      }
+    } finally {
+      this.journalWriting = false;
+      if (this.closed) await this.closeJournalHandle();
+    }
   }
 
   private checkOpen(): void {
@@ -404,10 +461,14 @@ export class UploadRegistry {
   private scheduleUrgent(): void {
     if (this.urgentScheduled) return;
     this.urgentScheduled = true;
-    setImmediate(() => {
+    const run = (): void => {
       this.urgentScheduled = false;
+      this.lastUrgentWrite = Date.now();
       void this.write().catch(() => {});
-    });
+    };
+    const wait = this.lastUrgentWrite + URGENT_WRITE_MS - Date.now();
+    if (wait <= 0) setImmediate(run);
+    else setTimeout(run, wait).unref();
   }
 
   /** Queues one write of everything changed so far; resolves when it is on disk. */
@@ -439,15 +500,22 @@ export class UploadRegistry {
     if (this.partialDirty) {
       this.partialDirty = false;
       const rows = this.partialRows;
+      const n = rows.length;
       try {
-        await writeRegistryAtomic(this.partialPath, COMPLETED_COLUMNS, rows);
-        if (rows.length >= MAX_LINES_PER_PARTIAL_FILE && rows === this.partialRows) {
+        await writeRegistryTextAtomic(
+          this.partialPath,
+          joinRegistryText(formatRegistryHeader(COMPLETED_COLUMNS), this.partialLines.slice(0, n)),
+        );
+        if (n >= MAX_LINES_PER_PARTIAL_FILE && rows === this.partialRows) {
           const rolled = path.join(
             this.logsDir,
             rolledName(path.basename(this.partialPath), Date.now() / 1000),
           );
           await rename(this.partialPath, rolled);
-          this.partialRows = [];
+          // rows completed meanwhile go to the next file
+          this.partialRows = rows.slice(n);
+          this.partialLines = this.partialLines.slice(n);
+          if (this.partialRows.length > 0) this.partialDirty = true;
         }
       } catch (err) {
         this.partialDirty = true;
@@ -482,8 +550,10 @@ export class UploadRegistry {
     await this.flush();
     this.closed = true;
     await this.chain;
+    await this.closeJournalHandle();
     await this.consolidate(true);
     this.partialRows = [];
+    this.partialLines = [];
   }
 
   /** The topic this registry is for. */

@@ -180,14 +180,30 @@ function csvField(text: string): string {
  * of the wrong type.
  */
 export function formatRegistry(columns: readonly ColumnSpec[], rows: readonly Row[]): string {
+  return joinRegistryText(
+    formatRegistryHeader(columns),
+    rows.map((row, i) => formatRegistryLine(columns, row, i)),
+  );
+}
+
+/** The header line (`sep=;` line first on Windows) of a registry file; checks the columns. */
+export function formatRegistryHeader(columns: readonly ColumnSpec[]): string {
   checkColumns(columns);
-  const lines: string[] = [];
-  if (IS_WINDOWS) lines.push(SEP_LINE);
-  lines.push(columns.map((c) => c.name).join(DELIMITER));
-  rows.forEach((row, i) => {
-    lines.push(columns.map((c) => csvField(cellRepr(c, row?.[c.name], i))).join(DELIMITER));
-  });
-  return lines.join('\n');
+  const header = columns.map((c) => c.name).join(DELIMITER);
+  return IS_WINDOWS ? `${SEP_LINE}\n${header}` : header;
+}
+
+/**
+ * One row's line, as `formatRegistry` writes it (`rowIndex` only names the row in errors). Lets a writer that
+ * only appends rows format each row once and keep its line.
+ */
+export function formatRegistryLine(columns: readonly ColumnSpec[], row: Row, rowIndex = 0): string {
+  return columns.map((c) => csvField(cellRepr(c, row?.[c.name], rowIndex))).join(DELIMITER);
+}
+
+/** The file text of a header and row lines: `\n` between lines, no trailing newline. */
+export function joinRegistryText(header: string, lines: readonly string[]): string {
+  return lines.length === 0 ? header : `${header}\n${lines.join('\n')}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -520,7 +536,11 @@ export async function writeRegistryAtomic(
   columns: readonly ColumnSpec[],
   rows: readonly Row[],
 ): Promise<void> {
-  const text = formatRegistry(columns, rows);
+  await writeRegistryTextAtomic(file, formatRegistry(columns, rows));
+}
+
+/** `writeRegistryAtomic` for text already formatted (`formatRegistryHeader`, `formatRegistryLine`). */
+export async function writeRegistryTextAtomic(file: string, text: string): Promise<void> {
   try {
     await mkdir(path.dirname(file), { recursive: true });
   } catch (err) {

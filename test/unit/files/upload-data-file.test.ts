@@ -9,6 +9,7 @@ import {
   ByteBudget,
   checkChunkSize,
   chunkCount,
+  MEMORY_FILE_MAX,
   pythonMtime,
   UploadDataFile,
 } from '../../../src/files/upload-data-file.ts';
@@ -271,6 +272,58 @@ describe('UploadDataFile delivery', () => {
     const memory = new MemoryProducer();
     await assert.rejects(up.upload(memory, 't'), assertCode('SLUICE_FILE_CONFLICT', /changed while/));
     assert.equal(memory.records.length, 0);
+  });
+
+  // Files above MEMORY_FILE_MAX are read again to be sent: a settled file is checked by its identity (fstat) after
+  // each read, a file written just before by hashing each re-read chunk again. Both must stop at the change.
+  for (const settledMs of [0, 60_000]) {
+    test(`a large file rewritten in place mid-upload is a conflict (${settledMs === 0 ? 'settled: identity check' : 'not settled: re-hash'})`, async () => {
+      const size = MEMORY_FILE_MAX + 3 * 65536;
+      const v1 = pseudoRandomBytes(size, 41);
+      const v2 = pseudoRandomBytes(size, 42);
+      const file = join(tmp.dir, `rewritten-${settledMs}.dat`);
+      writeFileSync(file, v1);
+      // let the clock move past the timestamps of the write above, so the rewrite below gets others
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const memory = new MemoryProducer();
+      const hooked = new HookedProducer(memory, {
+        after: (_r, n) => {
+          if (n === 2) writeFileSync(file, v2);
+        },
+      });
+      const up = new UploadDataFile(file, { chunkSize: 65536, settledMs });
+      await assert.rejects(
+        up.upload(hooked, 't', { maxInFlight: 1 }),
+        assertCode('SLUICE_FILE_CONFLICT', /changed while/),
+      );
+      const sent = decodeAll(memory.records);
+      assert.ok(sent.length >= 2 && sent.length < up.nChunks, `stopped early (${sent.length} chunks)`);
+      for (const c of sent) {
+        assert.ok(c.data.equals(v1.subarray(c.chunkOffsetWrite, c.chunkOffsetWrite + c.data.length)));
+        assert.deepEqual(c.fileHash, sha512(v1));
+      }
+    });
+  }
+
+  test('a large file is sent from a second read with the hashes of the first', async () => {
+    const size = MEMORY_FILE_MAX + 100_000;
+    const content = pseudoRandomBytes(size, 43);
+    const file = join(tmp.dir, 'large-ok.dat');
+    writeFileSync(file, content);
+    const memory = new MemoryProducer();
+    for (const settledMs of [0, 60_000]) {
+      memory.records.length = 0;
+      const up = new UploadDataFile(file, { chunkSize: 1024 * 1024, settledMs });
+      const result = await up.upload(memory, 't', { maxInFlight: 2 });
+      assert.equal(result.chunks, 5);
+      const rebuilt = Buffer.alloc(size);
+      for (const c of decodeAll(memory.records)) {
+        assert.deepEqual(c.chunkHash, sha512(c.data));
+        assert.deepEqual(c.fileHash, sha512(content));
+        c.data.copy(rebuilt, c.chunkOffsetWrite);
+      }
+      assert.ok(rebuilt.equals(content));
+    }
   });
 
   test('stopping through the signal waits for chunks in flight, then rejects with SLUICE_CLOSED', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { appendFileSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isSluiceError, SluiceError } from '../../../src/errors.ts';
@@ -385,6 +385,61 @@ describe('DataFileUploadDirectory', () => {
       assert.deepEqual(
         rows.map((r) => [r.rel_filepath, r.n_chunks]),
         [['r;es\tume.dat', 8]],
+      );
+    },
+  );
+
+  test(
+    'a crash after the journal recorded a completion but before the CSV files were rewritten: not sent again',
+    T,
+    async () => {
+      const dir = freshDir();
+      const content = randomBytes(3 * 1024);
+      const abs = put(dir, 'done.dat', content);
+      const st = statSync(abs, { bigint: true });
+      // what the files look like when the process died right after journalling the completion: the in-progress
+      // row still lists the file with its last delivered chunk missing (the lazy update had not run)
+      await writeRegistryAtomic(join(dir, 'LOGS', 'upload_to_crash_in_progress.csv'), IN_PROGRESS, [
+        {
+          filename: 'done.dat',
+          rel_filepath: 'done.dat',
+          n_chunks: 3,
+          n_chunks_delivered: 2,
+          n_chunks_to_send: 1,
+          started: new Date(2026, 0, 1),
+          chunks_delivered: new Set([1, 2]),
+          chunks_to_send: new Set([3]),
+        },
+      ]);
+      const common = {
+        rel: 'done.dat',
+        size: 3 * 1024,
+        mtimeNs: st.mtimeNs.toString(),
+        chunkSize: 1024,
+        nChunks: 3,
+        hash: sha512(content).toString('hex'),
+      };
+      writeFileSync(
+        join(dir, 'LOGS', '.sluice_upload_to_crash.jsonl'),
+        `${JSON.stringify({ ...common, state: 'hashed', at: Date.now() - 2000 })}\n` +
+          `${JSON.stringify({ ...common, state: 'completed', at: Date.now() - 1000 })}\n`,
+      );
+      const up = make(dir, 'crash', { uploadExisting: true });
+      const queued: string[] = [];
+      up.on('queued', (e) => queued.push(e.relPath));
+      await up.start();
+      await up.whenIdle();
+      await up.stop();
+      assert.deepEqual(queued, []);
+      assert.deepEqual(await readChunks(transport, 'crash'), []);
+      assert.deepEqual(
+        await readRegistry(join(dir, 'LOGS', 'upload_to_crash_in_progress.csv'), IN_PROGRESS),
+        [],
+      );
+      const rows = await readRegistry(join(dir, 'LOGS', 'uploaded_to_crash.csv'), COMPLETED);
+      assert.deepEqual(
+        rows.map((r) => [r.rel_filepath, r.n_chunks]),
+        [['done.dat', 3]],
       );
     },
   );
