@@ -216,12 +216,13 @@ export function encodeChunk(chunk: DataFileChunk, options: EncodeChunkOptions = 
 /**
  * The value `encodeChunk` writes, with every field written but the chunk data: `value[dataOffset, dataOffset +
  * dataLength)` is left for the caller to fill (e.g. by reading the file straight into it, saving a copy). Same
- * checks as `encodeChunk`; `chunk.data` is not used.
+ * checks as `encodeChunk`; `chunk.data` is not used. `alloc` makes the buffer (e.g. from a pool).
  */
 export function allocChunkValue(
   chunk: Omit<DataFileChunk, 'data'>,
   dataLength: number,
   options: EncodeChunkOptions = {},
+  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
 ): { value: Buffer; dataOffset: number } {
   const filename = checkString(chunk.filename, 'filename');
   const subdirStr = checkString(chunk.subdirStr, 'subdirStr');
@@ -267,7 +268,7 @@ export function allocChunkValue(
     length +
     (legacy ? 0 : 9);
 
-  const out = Buffer.allocUnsafe(size);
+  const out = alloc(size);
   out[0] = legacy ? 0x99 : 0x9a;
   let pos = 1;
   pos = writeStr(out, pos, filename, filenameLen);

@@ -37,6 +37,7 @@ import { type FileHandle, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describeError, isSluiceError, SluiceError } from '../errors.ts';
 import type { Producer } from '../transport/types.ts';
+import { filePool } from './buffer-pool.ts';
 import { allocChunkValue, DEFAULT_CHUNK_SIZE, SHA512_LENGTH } from './chunk-codec.ts';
 import { chunkKey } from './chunk-key.ts';
 
@@ -334,6 +335,8 @@ interface Prepared {
   chunkHashes: Buffer;
   /** The whole file, for a file of at most MEMORY_FILE_MAX bytes, until `upload()` has sent it. */
   data: Buffer | null;
+  /** `upload()` calls running (the buffer goes back to the pool when the last one ends). */
+  uploads: number;
 }
 
 /** One file to upload. Construct, then `upload()` (which calls `prepare()` if needed). */
@@ -471,8 +474,13 @@ export class UploadDataFile {
       let done = 0;
       let data: Buffer | null = null;
       if (size <= MEMORY_FILE_MAX) {
-        data = Buffer.allocUnsafe(size);
-        await this.readFully(fh, data, 0, 'it shrank while being hashed');
+        data = filePool.take(size);
+        try {
+          await this.readFully(fh, data, 0, 'it shrank while being hashed');
+        } catch (err) {
+          filePool.give(data);
+          throw err;
+        }
         fileHash.update(data);
         for (let offset = 0; offset < size || done === 0; offset += this.chunkSize) {
           const piece = data.subarray(offset, Math.min(size, offset + this.chunkSize));
@@ -516,9 +524,13 @@ export class UploadDataFile {
           done++;
         }
       }
-      const after = await this.statOf(fh);
+      const after = await this.statOf(fh).catch((err: unknown) => {
+        if (data !== null) filePool.give(data);
+        throw err;
+      });
       const identity = identityOf(before);
       if (!sameIdentity(identityOf(after), identity)) {
+        if (data !== null) filePool.give(data);
         throw conflict(this.path, 'its size or modification time changed while it was being hashed');
       }
       const newest = before.mtimeNs > before.ctimeNs ? before.mtimeNs : before.ctimeNs;
@@ -532,6 +544,7 @@ export class UploadDataFile {
         fileHash: fileHash.digest(),
         chunkHashes,
         data,
+        uploads: 0,
       };
     } finally {
       await fh.close().catch(() => {});
@@ -566,7 +579,13 @@ export class UploadDataFile {
    * The record value of chunk `chunkI`: from the buffered file, or read again from `fh` straight into the value
    * (and checked to be the version that was hashed, see the module comment).
    */
-  private async chunkValue(p: Prepared, fh: FileHandle | undefined, chunkI: number): Promise<Buffer> {
+  private async chunkValue(
+    p: Prepared,
+    data: Buffer | null,
+    fh: FileHandle | undefined,
+    chunkI: number,
+    alloc: ((size: number) => Buffer) | undefined,
+  ): Promise<Buffer> {
     const { offset, length } = this.chunkRange(chunkI);
     const { value, dataOffset } = allocChunkValue(
       {
@@ -581,20 +600,27 @@ export class UploadDataFile {
         fileMtime: p.mtime,
       },
       length,
+      {},
+      alloc,
     );
     const slot = value.subarray(dataOffset, dataOffset + length);
-    if (p.data !== null) {
-      p.data.copy(slot, 0, offset, offset + length);
+    if (data !== null) {
+      data.copy(slot, 0, offset, offset + length);
       return value;
     }
     const handle = fh as FileHandle;
-    await this.readFully(handle, slot, offset, `chunk ${chunkI} ends early: the file shrank`);
-    if (p.settled) {
-      if (!sameIdentity(identityOf(await this.statOf(handle)), p.identity)) {
-        throw conflict(this.path, `it was modified before chunk ${chunkI} was read to be sent`);
+    try {
+      await this.readFully(handle, slot, offset, `chunk ${chunkI} ends early: the file shrank`);
+      if (p.settled) {
+        if (!sameIdentity(identityOf(await this.statOf(handle)), p.identity)) {
+          throw conflict(this.path, `it was modified before chunk ${chunkI} was read to be sent`);
+        }
+      } else if (!sha512(slot).equals(this.chunkHash(chunkI))) {
+        throw conflict(this.path, `chunk ${chunkI} no longer matches the hash computed before sending`);
       }
-    } else if (!sha512(slot).equals(this.chunkHash(chunkI))) {
-      throw conflict(this.path, `chunk ${chunkI} no longer matches the hash computed before sending`);
+    } catch (err) {
+      if (alloc !== undefined) filePool.give(value);
+      throw err;
     }
     return value;
   }
@@ -631,9 +657,15 @@ export class UploadDataFile {
     let retried = 0;
     const inFlight = new Set<Promise<void>>();
 
+    // record values come from the pool, and go back to it once sent, when the producer keeps no reference to them
+    const reuse = (producer as { releasesValuesOnSend?: unknown }).releasesValuesOnSend === true;
+    const alloc = reuse ? (n: number): Buffer => filePool.take(n) : undefined;
     // a buffered file needs no handle: its chunks are the bytes that were hashed
-    const fh = p.data === null ? await this.openFile() : undefined;
+    const data = p.data;
+    p.uploads++;
+    let fh: FileHandle | undefined;
     try {
+      if (data === null) fh = await this.openFile();
       const now = fh === undefined ? await this.currentIdentity() : identityOf(await this.statOf(fh));
       if (!sameIdentity(now, p.identity)) {
         throw conflict(this.path, 'its size or modification time differs from when it was hashed');
@@ -658,10 +690,10 @@ export class UploadDataFile {
         let value: Buffer;
         try {
           // between chunks of a buffered file: stop early when the file changed (a new generation follows)
-          if (fh === undefined && n > 0 && !sameIdentity(await this.currentIdentity(), p.identity)) {
+          if (data !== null && n > 0 && !sameIdentity(await this.currentIdentity(), p.identity)) {
             throw conflict(this.path, `it was modified before chunk ${chunkI} was sent`);
           }
-          value = await this.chunkValue(p, fh, chunkI);
+          value = await this.chunkValue(p, data, fh, chunkI, alloc);
         } catch (err) {
           options.budget?.release(length);
           failure = err;
@@ -671,6 +703,7 @@ export class UploadDataFile {
         const size = Buffer.byteLength(key) + value.length;
         const send = this.deliver(producer, topic, key, value, chunkI, p.nChunks, retries, options).then(
           (outcome) => {
+            if (reuse && outcome.delivered) filePool.give(value);
             retried += outcome.retries;
             if (!outcome.delivered) {
               stopped = true;
@@ -695,8 +728,12 @@ export class UploadDataFile {
       await Promise.all(inFlight);
     } finally {
       await fh?.close().catch(() => {});
-      // sent (or failed): the buffer goes; another upload() of this object reads the file again
-      p.data = null;
+      // sent (or failed): the buffer goes back (every chunk value was copied out of it before being sent); another
+      // upload() of this object reads the file again
+      if (--p.uploads === 0 && p.data !== null) {
+        filePool.give(p.data);
+        p.data = null;
+      }
     }
     if (failure !== undefined) throw failure;
     if (stopped || chunks < total) throw stoppedError(this.path, chunks, total - chunks);

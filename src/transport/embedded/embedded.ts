@@ -492,6 +492,11 @@ export function prepareRecord(r: ProduceRecord, now: number): PreparedRecord {
 }
 
 export class EmbeddedProducer implements Producer {
+  /**
+   * Keys and values given to `send()` are copied into the database before it resolves, and not referenced after:
+   * a caller may reuse their buffers once `send()` has resolved (the file uploader does, to spare allocations).
+   */
+  readonly releasesValuesOnSend = true;
   private readonly transport: EmbeddedTransport;
   private readonly autoCreate: boolean;
   private readonly pick: Picker;
