@@ -18,8 +18,9 @@
  * The partial file stays open between chunks (up to `MAX_OPEN_PARTIALS` files per process), so a chunk costs one
  * positioned write, not open + write + close.
  *
- * Upstream fsyncs after every chunk; sluice fsyncs once, before the rename. Callers that commit offsets only once
- * the file is complete (see `sourceMessages`) lose nothing on a crash: the uncommitted chunks are read again.
+ * Upstream fsyncs after every chunk; sluice fsyncs once, before the rename (and the directory after it, or leaves
+ * that to the caller: `deferDirectorySync`). Callers that commit offsets only once the file is complete (see
+ * `sourceMessages`) lose nothing on a crash: the uncommitted chunks are read again.
  *
  * Generations (spec section 8). Every chunk carries the hash of the whole upload it belongs to. For a chunk whose
  * `fileHash` differs from the generation being rebuilt:
@@ -81,6 +82,13 @@ export interface DownloadDataFileOptions {
   /** Root of the rebuilt tree; the file goes to `resolveChunkPath(outputDir, …)`. */
   outputDir: string;
   mode: DownloadMode;
+  /**
+   * Disk modes: called with the directory of the final file right after the rename, instead of fsyncing that
+   * directory. The caller then must fsync it before anything relies on the rename surviving a power loss (the
+   * stream handler does it for all files of a checkpoint before committing their offsets). Without it, every
+   * completion fsyncs its directory.
+   */
+  deferDirectorySync?: (dir: string) => void;
 }
 
 /** Suffix of the partial file written in disk mode: `.<name>.sluice-partial`. */
@@ -146,6 +154,7 @@ export class DownloadDataFile {
 
   private readonly sourceFilename: string;
   private readonly filenameAppend: string;
+  private readonly deferDirectorySync: ((dir: string) => void) | undefined;
   private gen: Generation | null = null;
   /** Identity of the last generation dropped by a failure, reported until the next generation starts. */
   private failed: { fileHash: Buffer; nTotal: number; mtime: number } | null = null;
@@ -168,6 +177,7 @@ export class DownloadDataFile {
       );
     }
     this.mode = options.mode;
+    this.deferDirectorySync = options.deferDirectorySync;
     this.subdirStr = identity.subdirStr;
     this.sourceFilename = identity.filename;
     this.filenameAppend = identity.filenameAppend;
@@ -440,8 +450,12 @@ export class DownloadDataFile {
     try {
       if (!gen.partialCreated) {
         await this.closePartialHandle(); // an older generation's
-        await mkdir(path.dirname(file), { recursive: true });
-        handle = await open(file, 'w+'); // create, or truncate what an older generation or process left
+        // create, or truncate what an older generation or process left; the directory only when it is missing
+        handle = await open(file, 'w+').catch(async (err: unknown) => {
+          if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
+          await mkdir(path.dirname(file), { recursive: true });
+          return open(file, 'w+');
+        });
         gen.partialCreated = true;
         this.keepPartialHandle(handle);
       } else if (this.partialHandle !== null) {
@@ -536,7 +550,8 @@ export class DownloadDataFile {
       this.dropGeneration(true);
       throw this.ioError(`finish ${this.fullFilepath}`, err);
     }
-    await fsyncDirectory(path.dirname(this.fullFilepath));
+    if (this.deferDirectorySync !== undefined) this.deferDirectorySync(path.dirname(this.fullFilepath));
+    else await fsyncDirectory(path.dirname(this.fullFilepath));
     this.assembled = assembled;
     this.complete = true;
     return DOWNLOAD_CODES.FILE_SUCCESSFULLY_RECONSTRUCTED;

@@ -68,6 +68,8 @@ export class DataFileDownloadDirectory extends DataFileStreamHandler {
       sessionTimeoutMs: options.sessionTimeoutMs,
     });
     this.heartbeatOptions = options;
+    // offsets are committed by checkpoints only: one directory fsync per directory and checkpoint
+    this.batchDirectorySyncs = true;
   }
 
   get groupId(): string {
