@@ -38,6 +38,7 @@ fi
 
 if ls test/integration/*interop*.test.ts >/dev/null 2>&1; then
   bash scripts/python-venv.sh
+  bash scripts/pypz-venv.sh >/dev/null
 fi
 
 if [[ $# -gt 0 ]]; then files=("$@"); else files=(test/integration/*.test.ts); fi

@@ -175,7 +175,7 @@ export class RMQChannelReader<T = unknown> extends ChannelReader<T> {
   protected async sendStatusMessage(message: string): Promise<void> {
     const wq = await this.#conn.get();
     await wq.publish('', rmqReaderStatusStream(this.channelName), Buffer.from(message, 'utf8'), {
-      contentType: 'application/json',
+      contentEncoding: 'utf-8', // py-amqp hands pypz a str only when this is set
     });
   }
 
@@ -252,7 +252,7 @@ export class RMQChannelWriter<T = unknown> extends ChannelWriter<T> {
   protected async sendStatusMessage(message: string): Promise<void> {
     const wq = await this.#conn.get();
     await wq.publish('', rmqWriterStatusStream(this.channelName), Buffer.from(message, 'utf8'), {
-      contentType: 'application/json',
+      contentEncoding: 'utf-8', // py-amqp hands pypz a str only when this is set
     });
   }
 
