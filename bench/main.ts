@@ -5,6 +5,8 @@
  *               own perf tools (see bench/transport.ts for options)
  *   files       end-to-end upload-dir → download-dir throughput and peak RSS per process, embedded and Kafka, against
  *               OpenMSIStream on the same broker, plus one large file (see bench/files.ts for options)
+ *   channels    records/s through pypz-compatible Kafka and RabbitMQ channels vs the raw clients and pypz itself
+ *               (see bench/channels.ts for options)
  */
 import { runTransportBench } from './transport.ts';
 
@@ -13,6 +15,7 @@ const benches: Record<string, (args: string[]) => Promise<void>> = {
   records: (args) => import('./records.ts').then((m) => m.runRecordsBench(args)),
   reproduce: (args) => import('./reproduce.ts').then((m) => m.runReproduceBench(args)),
   files: (args) => import('./files.ts').then((m) => m.runFilesBench(args)),
+  channels: (args) => import('./channels.ts').then((m) => m.runChannelsBench(args)),
 };
 
 const [name, ...args] = process.argv.slice(2);

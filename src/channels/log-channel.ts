@@ -187,6 +187,7 @@ export class LogChannelReader<T = unknown> extends ChannelReader<T> {
   }
 
   protected async closeChannel(): Promise<boolean> {
+    await this.flushCommits();
     const closing = [this.#data, this.#status, this.#replicaStatus, this.#producer];
     this.#data = this.#status = this.#replicaStatus = this.#producer = undefined;
     await Promise.all(closing.map((c) => c?.close()));
@@ -231,8 +232,47 @@ export class LogChannelReader<T = unknown> extends ChannelReader<T> {
     return records.map((r) => r.value ?? Buffer.alloc(0));
   }
 
+  /**
+   * Commits in the background, newest offset wins: a Kafka commit takes a round trip to the group coordinator, and
+   * pypz's loop commits after every read. A failed commit is thrown by the next commit or by close; until a commit
+   * is confirmed, a crash re-delivers from the previous one (at-least-once, nothing lost).
+   */
   protected async commitOffset(offset: number): Promise<void> {
-    await this.#requireData().commit([{ topic: this.dataTopic, partition: this.partition, offset }]);
+    this.#throwCommitError();
+    this.#pendingCommit = offset;
+    this.#committing ??= this.#drainCommits(this.#requireData());
+  }
+
+  #pendingCommit: number | undefined;
+  #committing: Promise<void> | undefined;
+  #commitError: unknown;
+
+  async #drainCommits(consumer: Consumer): Promise<void> {
+    try {
+      while (this.#pendingCommit !== undefined) {
+        const offset = this.#pendingCommit;
+        this.#pendingCommit = undefined;
+        await consumer.commit([{ topic: this.dataTopic, partition: this.partition, offset }]);
+      }
+    } catch (err) {
+      this.#commitError = err;
+    } finally {
+      this.#committing = undefined;
+    }
+  }
+
+  #throwCommitError(): void {
+    if (this.#commitError !== undefined) {
+      const err = this.#commitError;
+      this.#commitError = undefined;
+      throw err;
+    }
+  }
+
+  /** Waits until every commit made so far is confirmed (close does this too). */
+  async flushCommits(): Promise<void> {
+    while (this.#committing !== undefined) await this.#committing;
+    this.#throwCommitError();
   }
 
   #requireData(): Consumer {
