@@ -38,6 +38,7 @@ const CONSUMER_KEYS = new Set([
   'sessionTimeoutMs',
   'heartbeatIntervalMs',
   'maxPollRecords',
+  'maxPollBytes',
   'isolation',
   'onAssign',
   'onRevoke',
@@ -230,6 +231,8 @@ export class KafkaConsumer implements Consumer {
   #listenerErrors: unknown[] = [];
   #rotate = 0;
   #bufferedBytes = 0;
+  /** Soft cap on the bytes one poll returns (at least one record is returned). */
+  readonly #maxPollBytes: number;
   #waiters = new Set<() => void>();
   #fetchWake: (() => void) | undefined;
   #fetchLoop: Promise<void> | undefined;
@@ -244,6 +247,7 @@ export class KafkaConsumer implements Consumer {
     this.groupId = options.groupId;
     this.#readCommitted = (options.isolation ?? 'read_committed') === 'read_committed';
     this.#maxPollRecords = options.maxPollRecords ?? 500;
+    this.#maxPollBytes = options.maxPollBytes ?? 16 * 1_048_576;
     this.#sessionTimeoutMs = options.sessionTimeoutMs ?? 45_000;
     this.#heartbeatIntervalMs =
       options.heartbeatIntervalMs ?? Math.max(100, Math.min(3000, Math.floor(this.#sessionTimeoutMs / 3)));
@@ -859,19 +863,30 @@ export class KafkaConsumer implements Consumer {
     if (n === 0) return out;
     const first = this.#rotate++ % n;
     let freed = false;
-    for (let i = 0; i < n && out.length < max; i++) {
+    let total = 0;
+    let full = false;
+    for (let i = 0; i < n && out.length < max && !full; i++) {
       const st = parts[(first + i) % n]!;
       if (!st.ready || st.paused) continue;
       const available = st.buffer.length - st.head;
       if (available > 0) {
         const count = Math.min(available, max - out.length);
         let bytes = 0;
-        for (let j = 0; j < count; j++) {
-          const r = st.buffer[st.head + j]!;
-          bytes += recordBytes(r);
+        let taken = 0;
+        while (taken < count) {
+          const r = st.buffer[st.head + taken]!;
+          const rb = recordBytes(r);
+          if (out.length > 0 && total + rb > this.#maxPollBytes) {
+            full = true;
+            break;
+          }
+          total += rb;
+          bytes += rb;
           out.push(r);
+          taken++;
         }
-        st.head += count;
+        if (taken === 0) break;
+        st.head += taken;
         st.position = out[out.length - 1]!.offset + 1;
         st.dirty = true;
         st.bufferedBytes -= bytes;
