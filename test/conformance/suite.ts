@@ -492,6 +492,36 @@ conformanceCase(
   },
 );
 
+conformanceCase(
+  'maxPollBytes caps what one poll returns (at least one record)',
+  async ({ open, name, consumer }) => {
+    const tr = await open();
+    const topic = name('pollbytes');
+    await tr.createTopic({ name: topic, partitions: 1 });
+    const value = Buffer.alloc(10 * 1024, 7);
+    await tr.producer().send(Array.from({ length: 10 }, () => ({ topic, partition: 0, value })));
+    // a soft cap: a poll may pass it by the one record that crosses it, never by more
+    for (const [cap, most] of [
+      [25_000, 3],
+      [1, 1],
+    ] as const) {
+      const c = consumer(tr, { groupId: name('g'), topics: [topic], maxPollBytes: cap });
+      let got = 0;
+      const deadline = Date.now() + 60_000;
+      while (got < 10 && Date.now() < deadline) {
+        const batch = await c.poll({ timeoutMs: 500 });
+        assert.ok(
+          batch.length <= most,
+          `maxPollBytes ${cap}: a poll returned ${batch.length} records of 10 KiB`,
+        );
+        got += batch.length;
+      }
+      assert.equal(got, 10, `maxPollBytes ${cap}: every record arrives, one poll at a time`);
+      await c.close();
+    }
+  },
+);
+
 conformanceCase('pause and resume one partition', async ({ open, name, consumer }) => {
   const tr = await open();
   const topic = name('pause');
