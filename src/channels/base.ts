@@ -408,6 +408,7 @@ export abstract class ChannelBase {
       const wait = Math.max(0, this.#heartbeatIntervalMs - (Date.now() - began));
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait);
+        t.unref(); // heartbeats alone do not keep a process alive
         this.#heartbeatStop = () => {
           clearTimeout(t);
           resolve();

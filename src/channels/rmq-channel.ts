@@ -189,7 +189,13 @@ export class RMQChannelReader<T = unknown> extends ChannelReader<T> {
     return -1;
   }
 
+  /**
+   * pypz: ready messages in the queue or deliveries buffered here. Also true after a read that returned records:
+   * messages on their way from the broker (delivered, so no longer "ready", but not yet buffered) are then picked
+   * up by the next read instead of being mistaken for the end of input.
+   */
   async hasRecords(): Promise<boolean> {
+    if (this.lastReadHadRecords) return true;
     if (this.#data !== undefined && this.#data.bufferedCount > 0) return true;
     const wq = await this.#conn.get();
     return (await wq.checkQueue(this.queue)).messageCount > 0;

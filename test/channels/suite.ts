@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import type {
   ChannelOptions,
   ChannelReader,
@@ -52,7 +52,26 @@ async function readCount<T>(reader: ChannelReader<T>, n: number, timeoutMs = 60_
   return out;
 }
 
-export function runChannelSuite(name: string, factory: ChannelFactory): void {
+export function runChannelSuite(name: string, given: ChannelFactory): void {
+  // every channel a case makes is closed after it, also when the case failed half-way (an open connection or
+  // heartbeat would keep the test process alive)
+  const made: Array<ChannelReader<unknown> | ChannelWriter<unknown>> = [];
+  const factory: ChannelFactory = {
+    ...given,
+    reader: async <T>(o: ReaderOptions) => {
+      const r = await given.reader<T>(o);
+      made.push(r as ChannelReader<unknown>);
+      return r;
+    },
+    writer: async <T>(o: ChannelOptions) => {
+      const w = await given.writer<T>(o);
+      made.push(w as ChannelWriter<unknown>);
+      return w;
+    },
+  };
+  afterEach(async () => {
+    for (const ch of made.splice(0)) if (!ch.closed) await ch.invokeCloseChannel().catch(() => undefined);
+  });
   describe(`channels: ${name}`, { timeout: 240_000 }, () => {
     const channel = (p: string) => `sluice-test.${p}-${randomUUID().slice(0, 8)}.input_port`;
 

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type {
   ChannelOptions,
@@ -95,7 +95,25 @@ export interface InteropTarget {
   writer<T>(o: ChannelOptions): ChannelWriter<T>;
 }
 
-export function runPypzInterop(name: string, target: InteropTarget): void {
+export function runPypzInterop(name: string, given: InteropTarget): void {
+  // channels are closed after each case, also after a failure (an open one keeps the test process alive)
+  const made: Array<{ closed: boolean; invokeCloseChannel(): Promise<boolean> }> = [];
+  const target: InteropTarget = {
+    ...given,
+    reader: <T>(o: ReaderOptions) => {
+      const r = given.reader<T>(o);
+      made.push(r);
+      return r;
+    },
+    writer: <T>(o: ChannelOptions) => {
+      const w = given.writer<T>(o);
+      made.push(w);
+      return w;
+    },
+  };
+  afterEach(async () => {
+    for (const ch of made.splice(0)) if (!ch.closed) await ch.invokeCloseChannel().catch(() => undefined);
+  });
   describe(`pypz interop: ${name}`, { timeout: 300_000 }, () => {
     it('a pypz writer → a sluice reader: all records, the writer Started/Stopped/Closed seen, the reader ends', async () => {
       const ch = `interop.in-${randomUUID().slice(0, 8)}.input_port`;
