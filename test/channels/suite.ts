@@ -52,11 +52,16 @@ async function readCount<T>(reader: ChannelReader<T>, n: number, timeoutMs = 60_
   return out;
 }
 
-export function runChannelSuite(name: string, given: ChannelFactory): void {
-  // every channel a case makes is closed after it, also when the case failed half-way (an open connection or
-  // heartbeat would keep the test process alive)
+/**
+ * Wraps reader/writer makers so that every channel they make is closed after each test, also when the test failed
+ * half-way (an open connection or heartbeat would keep the test process alive).
+ */
+export function closingAfterEach<F extends Pick<ChannelFactory, 'reader' | 'writer'>>(given: F): F {
   const made: Array<ChannelReader<unknown> | ChannelWriter<unknown>> = [];
-  const factory: ChannelFactory = {
+  afterEach(async () => {
+    for (const ch of made.splice(0)) if (!ch.closed) await ch.invokeCloseChannel().catch(() => undefined);
+  });
+  return {
     ...given,
     reader: async <T>(o: ReaderOptions) => {
       const r = await given.reader<T>(o);
@@ -69,9 +74,10 @@ export function runChannelSuite(name: string, given: ChannelFactory): void {
       return w;
     },
   };
-  afterEach(async () => {
-    for (const ch of made.splice(0)) if (!ch.closed) await ch.invokeCloseChannel().catch(() => undefined);
-  });
+}
+
+export function runChannelSuite(name: string, given: ChannelFactory): void {
+  const factory = closingAfterEach(given);
   describe(`channels: ${name}`, { timeout: 240_000 }, () => {
     const channel = (p: string) => `sluice-test.${p}-${randomUUID().slice(0, 8)}.input_port`;
 

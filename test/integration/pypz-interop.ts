@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type {
   ChannelOptions,
@@ -18,6 +18,7 @@ import type {
   ReaderOptions,
 } from '../../src/channels/index.ts';
 import { finishReader, finishWriter, readToEnd, startReader, startWriter } from '../../src/channels/index.ts';
+import { closingAfterEach } from '../channels/suite.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PEER = path.join(ROOT, 'test/integration/python/pypz_peer.py');
@@ -91,33 +92,16 @@ export interface InteropTarget {
   broker: 'kafka' | 'rmq';
   /** `--bootstrap X` or `--url X` */
   peerLocation: string[];
-  reader<T>(o: ReaderOptions): ChannelReader<T>;
-  writer<T>(o: ChannelOptions): ChannelWriter<T>;
+  reader<T>(o: ReaderOptions): ChannelReader<T> | Promise<ChannelReader<T>>;
+  writer<T>(o: ChannelOptions): ChannelWriter<T> | Promise<ChannelWriter<T>>;
 }
 
 export function runPypzInterop(name: string, given: InteropTarget): void {
-  // channels are closed after each case, also after a failure (an open one keeps the test process alive)
-  const made: Array<{ closed: boolean; invokeCloseChannel(): Promise<boolean> }> = [];
-  const target: InteropTarget = {
-    ...given,
-    reader: <T>(o: ReaderOptions) => {
-      const r = given.reader<T>(o);
-      made.push(r);
-      return r;
-    },
-    writer: <T>(o: ChannelOptions) => {
-      const w = given.writer<T>(o);
-      made.push(w);
-      return w;
-    },
-  };
-  afterEach(async () => {
-    for (const ch of made.splice(0)) if (!ch.closed) await ch.invokeCloseChannel().catch(() => undefined);
-  });
+  const target = closingAfterEach(given);
   describe(`pypz interop: ${name}`, { timeout: 300_000 }, () => {
     it('a pypz writer → a sluice reader: all records, the writer Started/Stopped/Closed seen, the reader ends', async () => {
       const ch = `interop.in-${randomUUID().slice(0, 8)}.input_port`;
-      const reader = target.reader<{ id: number; text: string }>({
+      const reader = await target.reader<{ id: number; text: string }>({
         channelName: ch,
         contextName: ch,
         format: { avroSchema: PEER_SCHEMA },
@@ -190,7 +174,7 @@ export function runPypzInterop(name: string, given: InteropTarget): void {
         '--timeout-s',
         '150',
       ]);
-      const writer = target.writer<{ id: number; text: string }>({
+      const writer = await target.writer<{ id: number; text: string }>({
         channelName: ch,
         contextName: 'sluice.output_port',
         format: { avroSchema: PEER_SCHEMA },

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../errors.ts';
+import { checkStaticPartition, requireGroupAndTopics } from '../consumer-options.ts';
 import { decodeHeaders } from '../headers.ts';
 import type {
   ConsumedRecord,
@@ -78,18 +79,7 @@ export class EmbeddedConsumer implements Consumer {
   private readonly assignmentWaiters = new Set<() => void>();
 
   constructor(transport: EmbeddedTransport, options: ConsumerOptions) {
-    if (typeof options.groupId !== 'string' || options.groupId.length === 0) {
-      throw new SluiceError(
-        'SLUICE_CONFIG_INVALID',
-        'A consumer needs a groupId (a non-empty string). Set options.groupId.',
-      );
-    }
-    if (!Array.isArray(options.topics) || options.topics.length === 0) {
-      throw new SluiceError(
-        'SLUICE_CONFIG_INVALID',
-        'A consumer needs at least one topic. Set options.topics.',
-      );
-    }
+    requireGroupAndTopics(options);
     this.transport = transport;
     this.options = options;
     this.groupId = options.groupId;
@@ -273,19 +263,7 @@ export class EmbeddedConsumer implements Consumer {
     const claim = this.transport.store.write(() =>
       partitions.map((tp) => {
         const row = this.transport.requireTopicSync(tp.topic, this.options.autoCreateTopics ?? false);
-        if (
-          !this.topics.includes(tp.topic) ||
-          !Number.isInteger(tp.partition) ||
-          tp.partition < 0 ||
-          tp.partition >= row.partitions
-        ) {
-          throw new SluiceError(
-            'SLUICE_CONFIG_INVALID',
-            `Cannot assign ${tp.topic}[${tp.partition}]: topic ${tp.topic} has partitions 0-${row.partitions - 1}` +
-              (this.topics.includes(tp.topic) ? '' : ' but is not in options.topics') +
-              '. Assign existing partitions of the subscribed topics.',
-          );
-        }
+        checkStaticPartition(tp, this.topics, row.partitions);
         return { topic: tp.topic, partition: tp.partition, tid: row.tid };
       }),
     );

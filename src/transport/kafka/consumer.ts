@@ -9,6 +9,7 @@ import {
   Consumer as PlatformaticConsumer,
 } from '@platformatic/kafka';
 import { isSluiceError, SluiceError } from '../../errors.ts';
+import { checkStaticPartition } from '../consumer-options.ts';
 import type {
   ConsumedRecord,
   Consumer,
@@ -324,19 +325,9 @@ export class KafkaConsumer implements Consumer {
   async #assignStatic(assign: TopicPartition[]): Promise<void> {
     const byTopic = new Map<string, number[]>();
     for (const tp of assign) {
-      const count = this.#options.topics.includes(tp.topic)
-        ? await this.#transport.partitionCount(tp.topic, false)
-        : 0;
-      if (!Number.isInteger(tp.partition) || tp.partition < 0 || tp.partition >= count) {
-        throw new SluiceError(
-          'SLUICE_CONFIG_INVALID',
-          `Cannot assign ${tp.topic}[${tp.partition}]: ` +
-            (count === 0
-              ? 'the topic is not in options.topics'
-              : `topic ${tp.topic} has partitions 0-${count - 1}`) +
-            '. Assign existing partitions of the subscribed topics.',
-        );
-      }
+      const subscribed = this.#options.topics.includes(tp.topic);
+      const count = subscribed ? await this.#transport.partitionCount(tp.topic, false) : 0;
+      checkStaticPartition(tp, this.#options.topics, count);
       getOrCreate(byTopic, tp.topic, () => []).push(tp.partition);
     }
     this.#static = true;

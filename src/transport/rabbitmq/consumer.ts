@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { describeError, SluiceError } from '../../errors.ts';
+import { checkStaticPartition, requireGroupAndTopics } from '../consumer-options.ts';
 import type {
   ConsumedRecord,
   Consumer,
@@ -111,18 +112,7 @@ export class RabbitMqConsumer implements Consumer {
   #offDown: (() => void) | undefined;
 
   constructor(transport: RabbitMqTransport, options: ConsumerOptions) {
-    if (typeof options.groupId !== 'string' || options.groupId.length === 0) {
-      throw new SluiceError(
-        'SLUICE_CONFIG_INVALID',
-        'A consumer needs a groupId (a non-empty string). Set options.groupId.',
-      );
-    }
-    if (!Array.isArray(options.topics) || options.topics.length === 0) {
-      throw new SluiceError(
-        'SLUICE_CONFIG_INVALID',
-        'A consumer needs at least one topic. Set options.topics.',
-      );
-    }
+    requireGroupAndTopics(options);
     this.transport = transport;
     this.#options = options;
     this.groupId = options.groupId;
@@ -205,19 +195,7 @@ export class RabbitMqConsumer implements Consumer {
 
   /** A static assignment (`assign`) must name existing partitions of subscribed topics. */
   #checkStatic(assign: TopicPartition[]): void {
-    for (const tp of assign) {
-      const count = this.#counts.get(tp.topic) ?? 0;
-      if (!Number.isInteger(tp.partition) || tp.partition < 0 || tp.partition >= count) {
-        throw new SluiceError(
-          'SLUICE_CONFIG_INVALID',
-          `Cannot assign ${tp.topic}[${tp.partition}]: ` +
-            (count === 0
-              ? 'the topic is not in options.topics'
-              : `topic ${tp.topic} has partitions 0-${count - 1}`) +
-            '. Assign existing partitions of the subscribed topics.',
-        );
-      }
-    }
+    for (const tp of assign) checkStaticPartition(tp, this.#topics, this.#counts.get(tp.topic) ?? 0);
   }
 
   async #setupAnnounce(): Promise<void> {
