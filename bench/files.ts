@@ -208,7 +208,9 @@ async function createTopic(target: Target, topic: string, partitions: number): P
 
 async function deleteTopic(target: Target, topic: string): Promise<void> {
   if (target.kind === 'embedded') {
-    for (const suffix of ['', '-wal', '-shm']) rmSync(`${target.path}${suffix}`, { force: true });
+    for (const suffix of ['', '-wal', '-shm', '-segments']) {
+      rmSync(`${target.path}${suffix}`, { recursive: true, force: true });
+    }
     return;
   }
   const t = await openKafkaTransport({

@@ -51,6 +51,19 @@ export function processIsGone(memberId: string): boolean {
   }
 }
 
+/** A `records` row as fetched: offset, ts, key, value (inline), headers, then seg, pos, vlen, crc (in a segment). */
+type RecordRow = [
+  number,
+  number,
+  Uint8Array | null,
+  Uint8Array | null,
+  Uint8Array | null,
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+];
+
 export class EmbeddedConsumer implements Consumer {
   readonly transport: EmbeddedTransport;
   readonly groupId: string;
@@ -98,7 +111,7 @@ export class EmbeddedConsumer implements Consumer {
       );
     }
     this.fetchStmt = transport.store.db.prepare(
-      'SELECT offset, ts, key, value, headers FROM records WHERE tid = ? AND partition = ? AND offset >= ? ' +
+      'SELECT offset, ts, key, value, headers, seg, pos, vlen, crc FROM records WHERE tid = ? AND partition = ? AND offset >= ? ' +
         'ORDER BY offset LIMIT ?',
     );
     this.fetchStmt.setReturnArrays(true);
@@ -393,20 +406,52 @@ export class EmbeddedConsumer implements Consumer {
     const startAt = this.rotate++ % parts.length;
     let n = 0;
     let bytes = 0;
-    this.transport.store.read(() => {
+    const store = this.transport.store;
+    store.read(() => {
       for (let i = 0; i < parts.length && n < max && bytes < this.maxPollBytes; i++) {
         const a = parts[(startAt + i) % parts.length]![1];
-        const rows: Array<[number, number, Uint8Array | null, Uint8Array | null, Uint8Array | null]> = [];
+        const rows: RecordRow[] = [];
         // iterate, not all(): stop reading large values once the byte budget is spent
-        for (const row of this.fetchStmt.iterate(a.tid, a.partition, a.fetch, max - n) as Iterable<
-          [number, number, Uint8Array | null, Uint8Array | null, Uint8Array | null]
-        >) {
+        for (const row of this.fetchStmt.iterate(
+          a.tid,
+          a.partition,
+          a.fetch,
+          max - n,
+        ) as Iterable<RecordRow>) {
           rows.push(row);
-          bytes += (row[2]?.length ?? 0) + (row[3]?.length ?? 0);
+          bytes += (row[2]?.length ?? 0) + (row[3]?.length ?? row[7] ?? 0);
           if (bytes >= this.maxPollBytes) break;
         }
-        if (rows.length === 0) {
-          const b = this.transport.store
+        let taken = 0;
+        for (const [offset, ts, key, value, headers, seg, pos, vlen, crc] of rows) {
+          let v: Buffer | null;
+          if (seg !== null) {
+            try {
+              v = store.segments!.read(a.tid, a.partition, { seg, pos: pos! }, vlen!, crc!, {
+                topic: a.topic,
+                offset,
+              });
+            } catch (err) {
+              // retention removed the segment file after this read's snapshot: go on from the new start
+              if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
+              throw err;
+            }
+          } else {
+            v = value === null ? null : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+          }
+          this.pending.push({
+            topic: a.topic,
+            partition: a.partition,
+            offset,
+            timestamp: ts,
+            key: key === null ? null : Buffer.from(key.buffer, key.byteOffset, key.byteLength),
+            value: v,
+            headers: decodeHeaders(headers),
+          });
+          taken++;
+        }
+        if (taken === 0) {
+          const b = store
             .stmt('SELECT start_offset FROM partitions WHERE tid = ? AND partition = ?')
             .get(a.tid, a.partition) as { start_offset: number } | undefined;
           // records below the start were deleted by retention: continue from the oldest one still stored
@@ -416,19 +461,8 @@ export class EmbeddedConsumer implements Consumer {
           }
           continue;
         }
-        for (const [offset, ts, key, value, headers] of rows) {
-          this.pending.push({
-            topic: a.topic,
-            partition: a.partition,
-            offset,
-            timestamp: ts,
-            key: key === null ? null : Buffer.from(key.buffer, key.byteOffset, key.byteLength),
-            value: value === null ? null : Buffer.from(value.buffer, value.byteOffset, value.byteLength),
-            headers: decodeHeaders(headers),
-          });
-        }
-        n += rows.length;
-        a.fetch = rows[rows.length - 1]![0] + 1;
+        n += taken;
+        a.fetch = rows[taken - 1]![0] + 1;
       }
     });
   }

@@ -18,6 +18,7 @@ import type {
   TransportCapabilities,
 } from '../types.ts';
 import { EmbeddedConsumer } from './consumer.ts';
+import type { SegmentPosition } from './segments.ts';
 import { Store, type StoreOptions, type TopicRow } from './store.ts';
 
 export const DEFAULT_EMBEDDED_PATH = '.sluice/broker.db';
@@ -183,7 +184,7 @@ export class EmbeddedTransport implements Transport {
 
   async deleteTopic(name: string): Promise<void> {
     this.checkOpen();
-    this.store.write(() => {
+    const tid = this.store.write(() => {
       const row = this.store.topic(name);
       if (row === undefined) throw unknownTopic(name);
       this.store.stmt('DELETE FROM records WHERE tid = ?').run(row.tid);
@@ -192,7 +193,9 @@ export class EmbeddedTransport implements Transport {
       this.store.stmt('DELETE FROM group_offsets WHERE topic = ?').run(name);
       this.store.stmt('DELETE FROM owners WHERE topic = ?').run(name);
       this.store.invalidateTopics();
+      return row.tid;
     });
+    this.store.segments?.removeTopic(tid);
   }
 
   async listTopics(): Promise<string[]> {
@@ -320,11 +323,18 @@ export class EmbeddedTransport implements Transport {
    * are read once per partition and written back once.
    */
   appendSync(records: PreparedRecord[], topics: Map<string, TopicRow>, pick: Picker): RecordMetadata[] {
-    const ends = new Map<string, { tid: number; partition: number; end: number; bytes: number }>();
-    const insert = this.store.stmt(
-      'INSERT INTO records (tid, partition, offset, ts, key, value, headers) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    const store = this.store;
+    const ends = new Map<
+      string,
+      { tid: number; partition: number; end: number; bytes: number; seg: SegmentPosition }
+    >();
+    const insert = store.stmt(
+      'INSERT INTO records (tid, partition, offset, ts, key, value, headers, seg, pos, vlen, crc) ' +
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
-    const getEnd = this.store.stmt('SELECT end_offset FROM partitions WHERE tid = ? AND partition = ?');
+    const getEnd = store.stmt(
+      'SELECT end_offset, seg, seg_pos FROM partitions WHERE tid = ? AND partition = ?',
+    );
     const out: RecordMetadata[] = [];
     for (const r of records) {
       const t = topics.get(r.topic)!;
@@ -332,19 +342,38 @@ export class EmbeddedTransport implements Transport {
       const k = `${t.tid}:${partition}`;
       let e = ends.get(k);
       if (e === undefined) {
-        const row = getEnd.get(t.tid, partition) as { end_offset: number };
-        e = { tid: t.tid, partition, end: row.end_offset, bytes: 0 };
+        const row = getEnd.get(t.tid, partition) as { end_offset: number; seg: number; seg_pos: number };
+        e = { tid: t.tid, partition, end: row.end_offset, bytes: 0, seg: { seg: row.seg, pos: row.seg_pos } };
         ends.set(k, e);
       }
-      insert.run(t.tid, partition, e.end, r.timestamp, r.key, r.value, r.headers);
+      if (r.value !== null && r.value.length >= store.segmentThreshold && store.segments !== undefined) {
+        const at = store.segments.place(e.seg, r.value.length);
+        const crc = store.segments.write(t.tid, partition, at, r.value);
+        insert.run(
+          t.tid,
+          partition,
+          e.end,
+          r.timestamp,
+          r.key,
+          null,
+          r.headers,
+          at.seg,
+          at.pos,
+          r.value.length,
+          crc,
+        );
+        e.seg = { seg: at.seg, pos: at.pos + r.value.length };
+      } else {
+        insert.run(t.tid, partition, e.end, r.timestamp, r.key, r.value, r.headers, null, null, null, null);
+      }
       out.push({ topic: r.topic, partition, offset: e.end, timestamp: r.timestamp });
       e.end += 1;
       e.bytes += recordSize(r);
     }
-    const update = this.store.stmt(
-      'UPDATE partitions SET end_offset = ?, bytes = bytes + ? WHERE tid = ? AND partition = ?',
+    const update = store.stmt(
+      'UPDATE partitions SET end_offset = ?, bytes = bytes + ?, seg = ?, seg_pos = ? WHERE tid = ? AND partition = ?',
     );
-    for (const e of ends.values()) update.run(e.end, e.bytes, e.tid, e.partition);
+    for (const e of ends.values()) update.run(e.end, e.bytes, e.seg.seg, e.seg.pos, e.tid, e.partition);
     return out;
   }
 
@@ -419,11 +448,12 @@ export class EmbeddedTransport implements Transport {
       )
       .all() as Array<{ tid: number; retention_ms: number | null; retention_bytes: number | null }>;
     if (topics.length === 0) return;
+    const emptied: Array<{ tid: number; partition: number; keep: number }> = [];
     this.store.write(() => {
       for (const t of topics) {
         const parts = this.store
-          .stmt('SELECT partition, end_offset, bytes FROM partitions WHERE tid = ?')
-          .all(t.tid) as Array<{ partition: number; end_offset: number; bytes: number }>;
+          .stmt('SELECT partition, end_offset, bytes, seg FROM partitions WHERE tid = ?')
+          .all(t.tid) as Array<{ partition: number; end_offset: number; bytes: number; seg: number }>;
         for (const p of parts) {
           let deleted = false;
           if (t.retention_ms !== null) {
@@ -435,7 +465,7 @@ export class EmbeddedTransport implements Transport {
           if (t.retention_bytes !== null && p.bytes > t.retention_bytes) {
             const cut = this.store
               .stmt(
-                'SELECT offset FROM (SELECT offset, SUM(ifnull(length(key), 0) + ifnull(length(value), 0)) ' +
+                'SELECT offset FROM (SELECT offset, SUM(ifnull(length(key), 0) + ifnull(length(value), ifnull(vlen, 0))) ' +
                   'OVER (ORDER BY offset DESC) AS acc FROM records WHERE tid = ? AND partition = ?) ' +
                   'WHERE acc > ? ORDER BY offset DESC LIMIT 1',
               )
@@ -450,10 +480,12 @@ export class EmbeddedTransport implements Transport {
           if (deleted) {
             const s = this.store
               .stmt(
-                'SELECT min(offset) AS first, SUM(ifnull(length(key), 0) + ifnull(length(value), 0)) AS bytes ' +
-                  'FROM records WHERE tid = ? AND partition = ?',
+                'SELECT min(offset) AS first, SUM(ifnull(length(key), 0) + ifnull(length(value), ifnull(vlen, 0))) AS bytes, ' +
+                  'min(seg) AS seg FROM records WHERE tid = ? AND partition = ?',
               )
-              .get(t.tid, p.partition) as { first: number | null; bytes: number | null };
+              .get(t.tid, p.partition) as { first: number | null; bytes: number | null; seg: number | null };
+            // segment files below the oldest one still referenced hold only deleted records
+            emptied.push({ tid: t.tid, partition: p.partition, keep: Math.min(s.seg ?? p.seg, p.seg) });
             this.store
               .stmt('UPDATE partitions SET start_offset = ?, bytes = ? WHERE tid = ? AND partition = ?')
               .run(s.first ?? p.end_offset, s.bytes ?? 0, t.tid, p.partition);
@@ -461,6 +493,7 @@ export class EmbeddedTransport implements Transport {
         }
       }
     });
+    for (const e of emptied) this.store.segments?.removeBelow(e.tid, e.partition, e.keep);
   }
 
   async close(): Promise<void> {

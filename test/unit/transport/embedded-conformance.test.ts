@@ -12,3 +12,10 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 runConformance('embedded', () => openEmbeddedTransport({ path: join(dir, 'broker.db') }), {
   sessionTimeoutMs: 1500,
 });
+
+// the same contract with every value in segment files (by default only values of 16 KiB and more go there)
+runConformance(
+  'embedded, values in segment files',
+  () => openEmbeddedTransport({ path: join(dir, 'segments.db'), segmentThresholdBytes: 0 }),
+  { sessionTimeoutMs: 1500 },
+);

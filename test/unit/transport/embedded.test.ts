@@ -17,9 +17,13 @@ const fresh = (): string => join(dir, `b${n++}.db`);
 const child = join(import.meta.dirname, 'fixtures', 'embedded-child.ts');
 
 /** Starts the child script; `lines` collects its JSON events. */
-function spawnChild(args: string[]): { proc: ChildProcess; lines: Array<Record<string, unknown>> } {
+function spawnChild(
+  args: string[],
+  env: Record<string, string> = {},
+): { proc: ChildProcess; lines: Array<Record<string, unknown>> } {
   const proc = spawn(process.execPath, ['--import', 'tsx', child, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
   });
   const lines: Array<Record<string, unknown>> = [];
   createInterface({ input: proc.stdout! }).on('line', (l) =>
@@ -35,32 +39,44 @@ function killHard(proc: ChildProcess): Promise<void> {
   });
 }
 
+/** Small values stay inside SQLite by default; threshold 0 puts every value in segment files. */
+const STORAGE_MODES = [
+  { label: 'values inside SQLite', options: {}, env: {} },
+  {
+    label: 'values in segment files',
+    options: { segmentThresholdBytes: 0 },
+    env: { SEGMENT_THRESHOLD: '0' },
+  },
+];
+
 describe('embedded transport', () => {
-  it(
-    'keeps every acknowledged record across kill -9 of the producing process',
-    {
-      timeout: 60_000,
-    },
-    async () => {
-      const path = fresh();
-      const tr = await openEmbeddedTransport({ path });
-      await tr.createTopic({ name: 'durable', partitions: 1 });
-      const { proc, lines } = spawnChild(['produce', path, 'durable']);
-      await eventually(() => lines.length >= 30, 'the child to acknowledge 30 batches');
-      await killHard(proc);
-      const acked = lines.flatMap((l) => l.acked as number[]);
-      const d = await tr.describeTopic('durable');
-      assert.ok(d.partitions[0]!.endOffset >= acked.length, 'every acknowledged record is stored');
-      const c = tr.consumer({ groupId: 'g', topics: ['durable'] });
-      const got = await readN(c, d.partitions[0]!.endOffset);
-      assert.deepEqual(
-        got.map((r) => r.offset),
-        Array.from({ length: got.length }, (_, i) => i),
-      );
-      for (const off of acked) assert.equal(got[off]!.value!.toString(), `r-${off}`);
-      await tr.close();
-    },
-  );
+  for (const mode of STORAGE_MODES) {
+    it(
+      `keeps every acknowledged record across kill -9 of the producing process (${mode.label})`,
+      {
+        timeout: 60_000,
+      },
+      async () => {
+        const path = fresh();
+        const tr = await openEmbeddedTransport({ path, ...mode.options });
+        await tr.createTopic({ name: 'durable', partitions: 1 });
+        const { proc, lines } = spawnChild(['produce', path, 'durable'], mode.env);
+        await eventually(() => lines.length >= 30, 'the child to acknowledge 30 batches');
+        await killHard(proc);
+        const acked = lines.flatMap((l) => l.acked as number[]);
+        const d = await tr.describeTopic('durable');
+        assert.ok(d.partitions[0]!.endOffset >= acked.length, 'every acknowledged record is stored');
+        const c = tr.consumer({ groupId: 'g', topics: ['durable'] });
+        const got = await readN(c, d.partitions[0]!.endOffset);
+        assert.deepEqual(
+          got.map((r) => r.offset),
+          Array.from({ length: got.length }, (_, i) => i),
+        );
+        for (const off of acked) assert.equal(got[off]!.value!.toString(), `r-${off}`);
+        await tr.close();
+      },
+    );
+  }
 
   it(
     'hands a killed member’s partitions to a live one at once (its process is gone), from its commits',
@@ -133,33 +149,35 @@ describe('embedded transport', () => {
     },
   );
 
-  it(
-    'lets several processes produce to one file at once with no gaps or duplicates',
-    {
-      timeout: 60_000,
-    },
-    async () => {
-      const path = fresh();
-      const tr = await openEmbeddedTransport({ path });
-      await tr.createTopic({ name: 'shared', partitions: 1 });
-      const a = spawnChild(['produce', path, 'shared']);
-      const b = spawnChild(['produce', path, 'shared']);
-      const local = tr.producer();
-      for (let i = 0; i < 20; i++) await local.send({ topic: 'shared', value: `local-${i}` });
-      await eventually(() => a.lines.length >= 20 && b.lines.length >= 20, 'both children to write');
-      await Promise.all([killHard(a.proc), killHard(b.proc)]);
-      const end = (await tr.describeTopic('shared')).partitions[0]!.endOffset;
-      const got = await readN(tr.consumer({ groupId: 'g', topics: ['shared'] }), end);
-      assert.deepEqual(
-        got.map((r) => r.offset),
-        Array.from({ length: end }, (_, i) => i),
-      );
-      const acked = [...a.lines, ...b.lines].flatMap((l) => l.acked as number[]);
-      assert.equal(new Set(acked).size, acked.length, 'no offset acknowledged twice');
-      assert.equal(got.filter((r) => r.value!.toString().startsWith('local-')).length, 20);
-      await tr.close();
-    },
-  );
+  for (const mode of STORAGE_MODES) {
+    it(
+      `lets several processes produce to one file at once with no gaps or duplicates (${mode.label})`,
+      {
+        timeout: 60_000,
+      },
+      async () => {
+        const path = fresh();
+        const tr = await openEmbeddedTransport({ path, ...mode.options });
+        await tr.createTopic({ name: 'shared', partitions: 1 });
+        const a = spawnChild(['produce', path, 'shared'], mode.env);
+        const b = spawnChild(['produce', path, 'shared'], mode.env);
+        const local = tr.producer();
+        for (let i = 0; i < 20; i++) await local.send({ topic: 'shared', value: `local-${i}` });
+        await eventually(() => a.lines.length >= 20 && b.lines.length >= 20, 'both children to write');
+        await Promise.all([killHard(a.proc), killHard(b.proc)]);
+        const end = (await tr.describeTopic('shared')).partitions[0]!.endOffset;
+        const got = await readN(tr.consumer({ groupId: 'g', topics: ['shared'] }), end);
+        assert.deepEqual(
+          got.map((r) => r.offset),
+          Array.from({ length: end }, (_, i) => i),
+        );
+        const acked = [...a.lines, ...b.lines].flatMap((l) => l.acked as number[]);
+        assert.equal(new Set(acked).size, acked.length, 'no offset acknowledged twice');
+        assert.equal(got.filter((r) => r.value!.toString().startsWith('local-')).length, 20);
+        await tr.close();
+      },
+    );
+  }
 
   it('deletes records past retention by size and by age, and readers continue from the oldest kept', async () => {
     const tr = await openEmbeddedTransport({ path: fresh() });
