@@ -40,7 +40,11 @@ function killHard(proc: ChildProcess): Promise<void> {
 }
 
 /** Small values stay inside SQLite by default; threshold 0 puts every value in segment files. */
-const STORAGE_MODES = [
+const STORAGE_MODES: Array<{
+  label: string;
+  options: { segmentThresholdBytes?: number };
+  env: Record<string, string>;
+}> = [
   { label: 'values inside SQLite', options: {}, env: {} },
   {
     label: 'values in segment files',
