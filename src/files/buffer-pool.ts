@@ -67,5 +67,5 @@ export class BufferPool {
   }
 }
 
-/** The pool of the file uploaders of this process. */
+/** The pool of this process's file uploaders (chunk buffers) and downloaders (chunk values read by the transport). */
 export const filePool = new BufferPool();

@@ -135,6 +135,13 @@ export interface ConsumerOptions {
    * one record is always returned. Keeps memory flat when records are large (file chunks). Default 16 MiB.
    */
   maxPollBytes?: number;
+  /**
+   * Where the transport may take the buffers of record values (the embedded broker does, for values it reads from
+   * its segment files). A caller that passes one gives each value back to it (`give`) once nothing refers to it
+   * any more, so the memory is reused instead of garbage-collected; values the pool did not hand out are ignored
+   * by its `give`. Transports with no use for it ignore it.
+   */
+  valueBuffers?: { take(size: number): Buffer };
   /** Default `read_committed`: records of aborted or open transactions are never returned. */
   isolation?: 'read_committed' | 'read_uncommitted';
   /** Called before records of newly assigned partitions are returned. */

@@ -522,6 +522,47 @@ conformanceCase(
   },
 );
 
+conformanceCase(
+  'valueBuffers: values taken from the caller’s pool and given back never change records handed out later',
+  async ({ open, name, consumer }) => {
+    const tr = await open();
+    const topic = name('valuebuffers');
+    await tr.createTopic({ name: topic, partitions: 1 });
+    const values = Array.from({ length: 12 }, (_, i) => Buffer.alloc(40 * 1024, `value ${i};`));
+    await tr.producer().send(values.map((value) => ({ topic, partition: 0, value })));
+    // a pool that hands out buffers again once given back (the embedded broker takes from it; others may not)
+    const free: Buffer[] = [];
+    const pool = {
+      taken: 0,
+      take(size: number): Buffer {
+        this.taken++;
+        const b = free.pop();
+        return b !== undefined && b.length === size ? b : Buffer.alloc(size);
+      },
+    };
+    const c = consumer(tr, {
+      groupId: name('g'),
+      topics: [topic],
+      valueBuffers: pool,
+      maxPollBytes: 100_000,
+    });
+    let got = 0;
+    const deadline = Date.now() + 60_000;
+    while (got < values.length && Date.now() < deadline) {
+      for (const r of await c.poll({ timeoutMs: 500 })) {
+        assert.ok(r.value!.equals(values[r.offset]!), `record ${r.offset} reads back as written`);
+        free.push(r.value!); // given back: the next take may hand this memory out again
+        got++;
+      }
+    }
+    assert.equal(got, values.length);
+    assert.ok(
+      pool.taken === 0 || pool.taken === values.length,
+      `took ${pool.taken} buffers for ${values.length} values`,
+    );
+  },
+);
+
 conformanceCase('pause and resume one partition', async ({ open, name, consumer }) => {
   const tr = await open();
   const topic = name('pause');

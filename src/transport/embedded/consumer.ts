@@ -74,6 +74,8 @@ export class EmbeddedConsumer implements Consumer {
   private readonly heartbeatIntervalMs: number;
   private readonly maxPollRecords: number;
   private readonly maxPollBytes: number;
+  /** Buffers for values read from segment files: the caller's pool (ConsumerOptions.valueBuffers) or fresh ones. */
+  private readonly allocValue: (size: number) => Buffer;
   private readonly assigned = new Map<string, Assigned>();
   private readonly pausedSet = new Set<string>();
   /** Records fetched but not yet handed out (the iterator hands them out one by one). */
@@ -103,6 +105,8 @@ export class EmbeddedConsumer implements Consumer {
       options.heartbeatIntervalMs ?? Math.min(3000, Math.max(50, this.sessionTimeoutMs / 3));
     this.maxPollRecords = options.maxPollRecords ?? 500;
     this.maxPollBytes = options.maxPollBytes ?? 16 * 1024 * 1024;
+    const pool = options.valueBuffers;
+    this.allocValue = pool === undefined ? Buffer.allocUnsafe : (size) => pool.take(size);
     if (!(this.heartbeatIntervalMs < this.sessionTimeoutMs)) {
       throw new SluiceError(
         'SLUICE_CONFIG_INVALID',
@@ -427,10 +431,15 @@ export class EmbeddedConsumer implements Consumer {
           let v: Buffer | null;
           if (seg !== null) {
             try {
-              v = store.segments!.read(a.tid, a.partition, { seg, pos: pos! }, vlen!, crc!, {
-                topic: a.topic,
-                offset,
-              });
+              v = store.segments!.read(
+                a.tid,
+                a.partition,
+                { seg, pos: pos! },
+                vlen!,
+                crc!,
+                { topic: a.topic, offset },
+                this.allocValue,
+              );
             } catch (err) {
               // retention removed the segment file after this read's snapshot: go on from the new start
               if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;

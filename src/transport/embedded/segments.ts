@@ -116,8 +116,9 @@ export class Segments {
     len: number,
     crc: number,
     where: { topic: string; offset: number },
+    alloc: (size: number) => Buffer = Buffer.allocUnsafe,
   ): Buffer {
-    const out = Buffer.allocUnsafe(len);
+    const out = alloc(len);
     const fd = this.fd(tid, partition, at.seg, false);
     let done = 0;
     while (done < len) {

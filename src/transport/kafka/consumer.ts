@@ -40,6 +40,7 @@ const CONSUMER_KEYS = new Set([
   'heartbeatIntervalMs',
   'maxPollRecords',
   'maxPollBytes',
+  'valueBuffers',
   'isolation',
   'onAssign',
   'onRevoke',
