@@ -2,9 +2,10 @@ import {
   type API,
   type ClusterMetadata,
   type Connection,
+  ConnectionPool,
   type fetchV17,
   kGetApi,
-  kGetConnection,
+  kOptions,
   ListOffsetTimestamps,
   Consumer as PlatformaticConsumer,
 } from '@platformatic/kafka';
@@ -27,6 +28,13 @@ import type { KafkaTransport } from './transport.ts';
 
 const EMPTY = Buffer.alloc(0);
 const OFFSET_OUT_OF_RANGE = 1;
+/**
+ * The long-poll wait of a fetch sent while records are still buffered. A broker answers one connection's requests
+ * in order, so a fetch that waits the full fetchMaxWaitMs for a caught-up partition holds back the refill of the
+ * partitions being drained meanwhile: the buffer ran dry for 500 ms at a time when one partition of a topic had
+ * reached its end. While the application still has records to work on, fetches wait at most this long.
+ */
+const DRAINING_FETCH_WAIT_MS = 20;
 const READ_UNCOMMITTED = 0;
 const READ_COMMITTED = 1;
 const CONSUMER_KEYS = new Set([
@@ -80,7 +88,8 @@ interface PartState {
   position: number;
   /** The offset the next fetch asks for (position + what is buffered, plus skipped control records). */
   fetchOffset: number;
-  buffer: ConsumedRecord[];
+  /** Fetched records from `head` on; slots below `head` were taken and are cleared (no reference kept). */
+  buffer: Array<ConsumedRecord | undefined>;
   head: number;
   bufferedBytes: number;
   /** Bumped by seek and offset resets: fetch results for an older epoch are dropped. */
@@ -212,6 +221,12 @@ export class KafkaConsumer implements Consumer {
   readonly #transport: KafkaTransport;
   readonly #options: ConsumerOptions;
   readonly #client: PlatformaticConsumer;
+  /**
+   * Connections for group-coordinator requests (offset commits and fetches), apart from the client's: a broker
+   * answers one connection's requests in order, so a commit sent on the fetch connection waits behind the long-poll
+   * fetch in flight (up to fetchMaxWaitMs, measured 250–500 ms per commit).
+   */
+  #coordinatorPool: ConnectionPool | undefined;
   readonly #readCommitted: boolean;
   readonly #maxPollRecords: number;
   readonly #sessionTimeoutMs: number;
@@ -547,7 +562,10 @@ export class KafkaConsumer implements Consumer {
         },
       );
     }
-    const connection = await callbackToPromise<Connection>((cb) => this.#client[kGetConnection](broker, cb));
+    this.#coordinatorPool ??= new ConnectionPool(this.#client.clientId, {
+      ...(this.#client as unknown as Record<symbol, object>)[kOptions],
+    });
+    const connection = await this.#coordinatorPool.get(broker);
     return { id, connection };
   }
 
@@ -770,7 +788,8 @@ export class KafkaConsumer implements Consumer {
       response = await this.#client.fetch({
         node,
         topics: [...topics.values()],
-        maxWaitTime: cfg.fetchMaxWaitMs,
+        maxWaitTime:
+          this.#bufferedBytes > 0 ? Math.min(DRAINING_FETCH_WAIT_MS, cfg.fetchMaxWaitMs) : cfg.fetchMaxWaitMs,
         minBytes: 1,
         maxBytes: Math.max(cfg.fetchMaxBytesPerPartition, 32 * 1_048_576),
         isolationLevel: this.#readCommitted ? READ_COMMITTED : READ_UNCOMMITTED,
@@ -875,6 +894,8 @@ export class KafkaConsumer implements Consumer {
           total += rb;
           bytes += rb;
           out.push(r);
+          // drop the reference: a taken chunk of 512 KiB must not stay alive until the buffer is emptied
+          st.buffer[st.head + taken] = undefined;
           taken++;
         }
         if (taken === 0) break;
@@ -886,7 +907,7 @@ export class KafkaConsumer implements Consumer {
         if (st.head === st.buffer.length) {
           st.buffer = [];
           st.head = 0;
-        } else if (st.head > 4096 && st.head * 2 > st.buffer.length) {
+        } else if (st.head > 1024 && st.head * 2 > st.buffer.length) {
           st.buffer = st.buffer.slice(st.head);
           st.head = 0;
         }
@@ -1144,9 +1165,18 @@ export class KafkaConsumer implements Consumer {
         this.#clearAssignment();
         this.#notify();
         this.#kickFetch();
+        if (!this.#static) {
+          // Leave first, joined or not: it ends the client's group membership, which close() alone does not. A
+          // join still in flight (a consumer closed right after it was made, or a rejoin a rebalance started) would
+          // otherwise complete after close() and, in @platformatic/kafka 2.12, heartbeat on the closed client every
+          // interval forever, keeping the process alive; after leaving, the join and any heartbeat stop on their
+          // own. close() then only closes connections.
+          await new Promise<void>((resolve) => this.#client.leaveGroup(true, () => resolve()));
+        }
         await this.#client.close(true).catch((e: unknown) => {
           if (this.#joined) errors.push(e);
         });
+        await this.#coordinatorPool?.close().catch(() => undefined);
         await this.#fetchLoop?.catch(() => undefined);
         this.#transport.forget(this);
       }
