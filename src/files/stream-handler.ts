@@ -90,17 +90,17 @@ const FILE_LANES = 32;
 /** Lane of records that fail to decode (quarantined in order). */
 const QUARANTINE_LANE = '\u0000quarantine';
 
+/** Returns a handled record's value to the buffer pool it may have come from (see ConsumerOptions.valueBuffers). */
+function giveBack(r: ConsumedRecord): void {
+  if (r.value !== null) filePool.give(r.value);
+}
+
 /**
  * Moves a batch's partition positions as its records are handled: a partition's position is the offset of its first
  * record not handled yet (or one past the last). A record being handled is not passed: until its chunk is part
  * of a file's `sourceMessages`, nothing else holds the commit floor below it, so a commit made meanwhile (a
  * checkpoint, or a processor's transaction) must not pass it.
  */
-/** Returns a handled record's value to the buffer pool it may have come from (see ConsumerOptions.valueBuffers). */
-function giveBack(r: ConsumedRecord): void {
-  if (r.value !== null) filePool.give(r.value);
-}
-
 class BatchProgress {
   /** Per partition: batch indexes in offset order, and how many of them (a prefix) are handled. */
   private readonly parts = new Map<number, { indexes: number[]; done: number }>();
