@@ -13,7 +13,7 @@
  *   the uploader's spawn instead (interpreter and module loading included). The downloader is started first and
  *   waits for data, as a real deployment would; its start-up is not timed.
  * - MB/s = corpus bytes (10^6 bytes per MB) ÷ end-to-end seconds.
- * - peak RSS of each process: `process.resourceUsage().maxRSS` reported by sluice's processes at exit, `VmHWM`
+ * - peak RSS of each process: its own `VmHWM` reported by each sluice process at exit, `VmHWM`
  *   sampled from /proc for OpenMSIStream's (see bench/lib/proc.ts).
  * - CPU seconds of each process (and of the Kafka broker, when this benchmark started it) from the uploader's spawn
  *   to the last rebuilt file: on a machine with few cores this tells who the bottleneck is.

@@ -5,8 +5,11 @@
  * - `/proc/<pid>/status` `VmHWM` (the kernel's high-water mark of the resident set), sampled every
  *   `sampleMs` until the process exits; this works for any program (Python included) and misses at most the last
  *   sample interval;
- * - for Node children started with `nodeArgs()`, `process.resourceUsage().maxRSS` written by the child itself when
- *   it exits, which covers its whole life.
+ * - for Node children started with `nodeArgs()`, the child's own `VmHWM` written by itself when it exits, which
+ *   covers its whole life. Not `process.resourceUsage().maxRSS`: Linux keeps ru_maxrss across execve, so a child
+ *   spawned by this (large) benchmark process reports the benchmark's resident set at fork time when that was
+ *   larger than anything the child used (a 100 MB `download-dir` showed as 197 MB). `maxRSS` is only the fallback
+ *   where /proc is missing.
  * CPU time (user + system) is read from `/proc/<pid>/stat` on demand, so a caller can take the CPU used inside a
  * measured window.
  */
@@ -20,11 +23,14 @@ const RSS_FILE_ENV = 'SLUICE_BENCH_RSS_FILE';
 
 /** A module preloaded with `--import` into Node children: writes peak RSS (KiB) and CPU µs when the child exits. */
 const RSS_PRELOAD = `data:text/javascript,${encodeURIComponent(
-  `import { writeFileSync } from 'node:fs';
+  `import { readFileSync, writeFileSync } from 'node:fs';
 const file = process.env.${RSS_FILE_ENV};
+const hwmKiB = () => {
+  try { return Number(/VmHWM:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]); } catch { return undefined; }
+};
 if (file) process.on('exit', () => {
   const u = process.resourceUsage();
-  try { writeFileSync(file, JSON.stringify({ maxRssKiB: u.maxRSS, cpuMicros: u.userCPUTime + u.systemCPUTime })); } catch {}
+  try { writeFileSync(file, JSON.stringify({ maxRssKiB: hwmKiB() ?? u.maxRSS, cpuMicros: u.userCPUTime + u.systemCPUTime })); } catch {}
 });`,
 )}`;
 
