@@ -18,15 +18,18 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
-/** Environment variable naming the file a Node child writes its `maxRSS` (KiB) to at exit. */
+/** Environment variable naming the file a Node child writes its peak RSS (KiB) and CPU time to at exit. */
 const RSS_FILE_ENV = 'SLUICE_BENCH_RSS_FILE';
+
+/** The `VmHWM` line of `/proc/<pid>/status` (KiB), read here by `peakRssOf` and in each child by `RSS_PRELOAD`. */
+const VMHWM_LINE = /^VmHWM:\s+(\d+) kB$/m;
 
 /** A module preloaded with `--import` into Node children: writes peak RSS (KiB) and CPU µs when the child exits. */
 const RSS_PRELOAD = `data:text/javascript,${encodeURIComponent(
   `import { readFileSync, writeFileSync } from 'node:fs';
 const file = process.env.${RSS_FILE_ENV};
 const hwmKiB = () => {
-  try { return Number(/VmHWM:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]); } catch { return undefined; }
+  try { return Number(new RegExp(${JSON.stringify(VMHWM_LINE.source)}, 'm').exec(readFileSync('/proc/self/status', 'utf8'))[1]); } catch { return undefined; }
 };
 if (file) process.on('exit', () => {
   const u = process.resourceUsage();
@@ -56,7 +59,7 @@ export function cpuSecondsOf(pid: number): number | undefined {
 /** `VmHWM` (peak resident set) of a process in bytes, or undefined once it is gone. */
 export function peakRssOf(pid: number): number | undefined {
   try {
-    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = VMHWM_LINE.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : undefined;
   } catch {
     return undefined;
